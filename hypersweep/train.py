@@ -1,0 +1,185 @@
+"""Train one configuration: the function every sweep trial calls, and a CLI.
+
+    python -m hypersweep.train CONFIG.yaml [--json]
+
+The data live on the device as tensors for the whole run and batches are index
+selections; the loss is read back once per epoch, never per step. `train.seeds: R`
+trains R replicas as one model with stacked parameters (see hypersweep.models).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+import time
+from typing import Any, Callable
+
+import torch
+
+from hypersweep import tasks
+from hypersweep.config import ConfigError, RunConfig, parse, read_yaml
+from hypersweep.models import build_model, param_counts
+from hypersweep.tasks import Split, Task
+
+EVAL_CHUNK = 512  # instances per evaluation forward pass, to bound memory
+
+
+def load_config(data: Any) -> RunConfig:
+    """Validate plain data (a parsed YAML file) into a RunConfig."""
+    if not isinstance(data, dict):
+        raise ConfigError("", "expected a mapping with task, model and train sections")
+    if "task" not in data:
+        raise ConfigError("task", "required key is missing")
+    task = tasks.parse_task(data["task"])
+    cfg = parse(RunConfig, {**data, "task": {}})
+    return dataclasses.replace(cfg, task=task)
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` means CUDA when this process can see a GPU, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, split: Split, kind: tasks.Kind) -> tuple[torch.Tensor, float]:
+    """Error per replica [R] and the replicas' disagreement on `split`.
+
+    Disagreement is the mean squared difference between two replicas' predictions,
+    averaged over ordered pairs: 2 x the unbiased variance across replicas (NaN for R=1).
+    """
+    out = torch.cat([model(split.I[i:i + EVAL_CHUNK], split.x[i:i + EVAL_CHUNK])
+                     for i in range(0, len(split), EVAL_CHUNK)], dim=1)
+    errors = tasks.error(kind, out, split.y)
+    pred = tasks.prediction(kind, out)
+    disagreement = 2 * pred.var(dim=0).mean().item() if out.shape[0] > 1 else math.nan
+    return errors, disagreement
+
+
+def _summary(prefix: str, errors: torch.Tensor) -> dict[str, float]:
+    e = errors.double()
+    return {
+        f"{prefix}_error": e.mean().item(),
+        f"{prefix}_error_std": e.std(unbiased=False).item(),
+        f"{prefix}_error_max": e.max().item(),
+    }
+
+
+def make_optimizer(cfg: RunConfig, params) -> torch.optim.Optimizer:
+    t = cfg.train
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+    opt = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
+    return opt(params, lr=t.lr, weight_decay=t.weight_decay)
+
+
+def train(cfg: RunConfig, on_epoch: Callable[[dict], None] | None = None,
+          task: Task | None = None) -> dict[str, Any]:
+    """Train `cfg`, calling `on_epoch(metrics)` after every epoch; return the final metrics.
+
+    `status` is `diverged` (and training stops) as soon as an epoch's loss is not finite.
+    Pass `task` to reuse data already built for `cfg.task`.
+    """
+    start = time.perf_counter()
+    t = cfg.train
+    task = task or tasks.build_task(cfg.task)
+    counts = param_counts(cfg.model, task.dim_i, task.dim_x, task.dim_out)
+    if t.max_params is not None and counts.total > t.max_params:
+        raise ConfigError("train.max_params", f"model has {counts.total} parameters, over the cap of {t.max_params}")
+    device = resolve_device(t.device)
+    if t.threads:
+        torch.set_num_threads(t.threads)
+
+    torch.manual_seed(t.seed)
+    model = build_model(cfg.model, task.dim_i, task.dim_x, task.dim_out, replicas=t.seeds).to(device)
+    data = {name: split.to(device) for name, split in task.splits().items()}
+    train_split, n = data["train"], len(task.train)
+    steps_per_epoch = math.ceil(n / t.batch_size)
+    optimizer = make_optimizer(cfg, model.parameters())
+    schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, t.epochs * steps_per_epoch)
+                if t.schedule == "cosine" else None)
+    order = torch.Generator().manual_seed(t.seed)
+
+    status, epoch, train_s, metrics = "ok", 0, 0.0, {}
+    for epoch in range(1, t.epochs + 1):
+        epoch_start = time.perf_counter()
+        model.train()
+        loss_sum = torch.zeros(t.seeds, device=device)
+        perm = torch.randperm(n, generator=order).to(device)
+        for k in range(steps_per_epoch):
+            batch = train_split.take(perm[k * t.batch_size:(k + 1) * t.batch_size])
+            losses = tasks.loss(task.kind, model(batch.I, batch.x), batch.y)
+            optimizer.zero_grad(set_to_none=True)
+            losses.sum().backward()  # a sum keeps each replica's gradient its own
+            optimizer.step()
+            if schedule:
+                schedule.step()
+            loss_sum += losses.detach()
+        train_loss = (loss_sum / steps_per_epoch).mean().item()
+        train_s += time.perf_counter() - epoch_start
+        if not math.isfinite(train_loss):
+            status = "diverged"
+            break
+        model.eval()
+        val_errors, disagreement = evaluate(model, data["val"], task.kind)
+        metrics = {"epoch": epoch, "train_loss": train_loss, **_summary("val", val_errors),
+                   "replica_disagreement": disagreement}
+        if not math.isfinite(metrics["val_error"]):
+            status = "diverged"
+            break
+        if on_epoch:
+            on_epoch(metrics)
+
+    if status == "ok":
+        test_errors, disagreement = evaluate(model, data["test"], task.kind)
+        final = {**metrics, **_summary("test", test_errors), "replica_disagreement": disagreement}
+    else:
+        final = {"epoch": epoch, "train_loss": math.nan, "replica_disagreement": math.nan,
+                 **{f"{s}_error{m}": math.nan for s in ("val", "test") for m in ("", "_std", "_max")}}
+    samples = (epoch if status == "ok" else epoch - 1) * n * task.train.points
+    return {
+        "status": status,
+        **final,
+        **counts.as_dict(),
+        "epochs": epoch,
+        "seeds": t.seeds,
+        "device": str(device),
+        "wall_s": time.perf_counter() - start,
+        "samples_per_s": samples / train_s if train_s else 0.0,
+    }
+
+
+def _json_safe(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hypersweep.train", description=__doc__.splitlines()[0])
+    parser.add_argument("config", help="YAML file with task, model and train sections")
+    parser.add_argument("--json", action="store_true", help="print only one JSON object on stdout")
+    args = parser.parse_args(argv)
+    log = sys.stderr if args.json else sys.stdout
+
+    def progress(m: dict) -> None:
+        print(f"epoch {m['epoch']:4d}  train_loss {m['train_loss']:.4g}  val_error {m['val_error']:.4g}",
+              file=log, flush=True)
+
+    try:
+        cfg = load_config(read_yaml(args.config))
+        result = train(cfg, on_epoch=progress)
+    except ConfigError as err:
+        print(f"error: {err if err.file else err.in_file(args.config)}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({k: _json_safe(v) for k, v in result.items()}))
+    else:
+        for key, value in result.items():
+            print(f"{key:>22}: {value:.4g}" if isinstance(value, float) else f"{key:>22}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
