@@ -103,6 +103,10 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         if not isinstance(value, str):
             raise ConfigError(key, f"expected a string, got {value!r}")
         return value
+    if tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(key, f"expected a mapping, got {type(value).__name__}")
+        return value
     if tp is Any:
         return value
     raise TypeError(f"unsupported config type {tp!r} at {key}")

@@ -1,0 +1,77 @@
+"""The answer a sweep gives: per family and error target, the smallest model that meets it.
+
+A trial meets a target when its search metric (`val_error` by default) is at most the
+target; the table then reports its held-out error (`test_error`), so the choice of the
+model never looks at the test set.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+SIZE_COLUMNS = ["config.model.primary.width", "config.model.primary.depth", "config.model.conditioner.width",
+                "config.model.conditioner.depth", "config.model.embedding_dim"]
+
+
+def smallest(trials: pd.DataFrame, targets: list[float], metric: str = "val_error",
+             report: str = "test_error", count: str = "params_primary") -> pd.DataFrame:
+    """One row per (family, target): the smallest `count` among ok trials with `metric` <= target."""
+    ok = trials[trials["status"] == "ok"]
+    rows = []
+    for family in sorted(trials["family"].unique()):
+        mine = ok[ok["family"] == family]
+        for target in sorted(targets, reverse=True):
+            meets = mine[mine[metric] <= target].sort_values([count, metric])
+            row = {"family": family, "target": target, "found": not meets.empty}
+            if not meets.empty:
+                best = meets.iloc[0]
+                row.update({"trial": int(best["trial"]), count: int(best[count]),
+                            "params_primary": int(best["params_primary"]), "params_total": int(best["params_total"]),
+                            metric: float(best[metric]), report: float(best[report]),
+                            **{c.removeprefix("config.model."): best[c] for c in SIZE_COLUMNS if c in best}})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def ratios(table: pd.DataFrame, count: str = "params_primary") -> pd.DataFrame:
+    """Per target, embedding/hyper and standard/hyper ratios of the smallest `count`."""
+    wide = table.pivot_table(index="target", columns="family", values=count, aggfunc="first")
+    out = pd.DataFrame(index=wide.index)
+    for family in ("embedding", "standard"):
+        if family in wide and "hyper" in wide:
+            out[f"{family}/hyper"] = wide[family] / wide["hyper"]
+    return out.sort_index(ascending=False).reset_index()
+
+
+def pareto_front(trials: pd.DataFrame, metric: str = "val_error", count: str = "params_primary") -> pd.DataFrame:
+    """Per family, the ok trials no other trial beats on both `count` and `metric`."""
+    fronts = []
+    for _, group in trials[trials["status"] == "ok"].groupby("family", observed=True):
+        group = group.sort_values([count, metric])
+        best = np.minimum.accumulate(group[metric].to_numpy())
+        keep = np.r_[True, group[metric].to_numpy()[1:] < best[:-1]]
+        fronts.append(group[keep])
+    return pd.concat(fronts, ignore_index=True) if fronts else trials.iloc[0:0]
+
+
+def format_table(table: pd.DataFrame, count: str = "params_primary", report: str = "test_error") -> str:
+    """A plain-text frontier table, with a line per target nothing reached."""
+    lines = []
+    header = f"{'family':<10} {'target':>8} {count:>15} {'params_total':>13} {report:>11}  architecture"
+    lines.append(header)
+    for _, r in table.iterrows():
+        if not r["found"]:
+            lines.append(f"{r['family']:<10} {r['target']:>8.3g} {'-':>15} {'-':>13} {'-':>11}  no trial met this target")
+            continue
+        arch = f"primary {_int(r.get('primary.width'))}x{_int(r.get('primary.depth'))}"
+        if r["family"] != "standard":
+            arch += f", conditioner {_int(r.get('conditioner.width'))}x{_int(r.get('conditioner.depth'))}"
+        if r["family"] == "embedding":
+            arch += f", emb {_int(r.get('embedding_dim'))}"
+        lines.append(f"{r['family']:<10} {r['target']:>8.3g} {int(r[count]):>15,} {int(r['params_total']):>13,} "
+                     f"{r[report]:>11.3g}  {arch}  (trial {int(r['trial'])})")
+    return "\n".join(lines)
+
+
+def _int(value) -> str:
+    return "?" if value is None or (isinstance(value, float) and np.isnan(value)) else str(int(value))

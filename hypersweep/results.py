@@ -1,0 +1,205 @@
+"""Sweep results as Parquet datasets any tool can read.
+
+    OUT/trials/family=<family>/trial-<number>.parquet   one row per finished trial
+    OUT/epochs/family=<family>/trial-<number>.parquet   that trial's learning curve
+
+One file per trial, named by its Optuna trial number, so rewriting a trial (a resumed
+sweep, a recovered row) replaces its file instead of duplicating its row. Files are
+written under a temporary name and renamed, so a crash never leaves half a file. Every
+file of an experiment has the same schema, derived from the config dataclasses' types
+(a column never flips between int and float); the schema version is in the metadata.
+
+    load_trials(out) / load_epochs(out) -> pandas.DataFrame
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import subprocess
+import types
+import typing
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from hypersweep import __version__
+from hypersweep.config import RunConfig
+
+SCHEMA_VERSION = "1"
+
+TRIAL_COLUMNS: dict[str, pa.DataType] = {
+    "experiment": pa.string(),
+    "trial": pa.int64(),  # the Optuna trial number: the trial's key across resumes
+    "trial_id": pa.string(),  # Ray Tune's id
+    "status": pa.string(),  # ok | diverged | pruned | failed
+    "error": pa.string(),
+    **{f"{split}_error{stat}": pa.float64() for split in ("val", "test") for stat in ("", "_std", "_max")},
+    "replica_disagreement": pa.float64(),
+    "train_loss": pa.float64(),
+    "params_primary": pa.int64(),
+    "params_conditioner": pa.int64(),
+    "params_total": pa.int64(),
+    "epochs": pa.int64(),
+    "seed": pa.int64(),
+    "seeds": pa.int64(),
+    "wall_s": pa.float64(),
+    "samples_per_s": pa.float64(),
+    "device": pa.string(),
+    "node": pa.string(),
+    "started_at": pa.timestamp("ms", tz="UTC"),
+    "finished_at": pa.timestamp("ms", tz="UTC"),
+    "config_hash": pa.string(),
+    "version": pa.string(),
+    "git_commit": pa.string(),
+}
+
+EPOCH_COLUMNS: dict[str, pa.DataType] = {
+    "experiment": pa.string(),
+    "trial": pa.int64(),
+    "trial_id": pa.string(),
+    "epoch": pa.int64(),
+    "train_loss": pa.float64(),
+    "val_error": pa.float64(),
+    "val_error_std": pa.float64(),
+    "val_error_max": pa.float64(),
+    "replica_disagreement": pa.float64(),
+    "config_hash": pa.string(),
+}
+
+_ARROW = {int: pa.int64(), float: pa.float64(), bool: pa.bool_(), str: pa.string()}
+
+
+def config_columns(cfg_type: type, prefix: str = "config") -> dict[str, pa.DataType]:
+    """`config.<path>` columns of a config dataclass, typed from its annotations."""
+    columns = {}
+    for name, tp in typing.get_type_hints(cfg_type).items():
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if typing.get_origin(tp) in (typing.Union, types.UnionType) and len(args) == 1:
+            tp = args[0]
+        if dataclasses.is_dataclass(tp):
+            columns.update(config_columns(tp, f"{prefix}.{name}"))
+        elif typing.get_origin(tp) is typing.Literal:
+            columns[f"{prefix}.{name}"] = _ARROW[type(typing.get_args(tp)[0])]
+        elif tp in _ARROW:
+            columns[f"{prefix}.{name}"] = _ARROW[tp]
+        else:
+            columns[f"{prefix}.{name}"] = pa.string()  # lists and the like, as JSON
+    return columns
+
+
+def flatten_config(cfg: RunConfig) -> dict[str, Any]:
+    """The run config as `config.<path>` values; keys a family does not use are null."""
+    flat: dict[str, Any] = {}
+
+    def walk(obj: Any, prefix: str) -> None:
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value):
+                walk(value, f"{prefix}.{f.name}")
+            else:
+                flat[f"{prefix}.{f.name}"] = json.dumps(value) if isinstance(value, (list, tuple)) else value
+
+    walk(cfg.task, "config.task")
+    walk(cfg.model, "config.model")
+    walk(cfg.train, "config.train")
+    flat["config.task.name"] = type(cfg.task).__module__.rsplit(".", 1)[-1]
+    family = cfg.model.family
+    if family != "embedding":
+        flat["config.model.embedding_dim"] = None
+    if family == "standard":
+        flat["config.model.conditioner.width"] = flat["config.model.conditioner.depth"] = None
+    return flat
+
+
+def config_hash(cfg: RunConfig) -> str:
+    blob = json.dumps(flatten_config(cfg), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def trial_schema(cfg: RunConfig) -> pa.Schema:
+    columns = {**TRIAL_COLUMNS, **config_columns(type(cfg.task), "config.task"),
+               **config_columns(type(cfg.model), "config.model"),
+               **config_columns(type(cfg.train), "config.train"), "config.task.name": pa.string()}
+    return pa.schema(columns.items(), metadata={"hypersweep.schema_version": SCHEMA_VERSION})
+
+
+def epoch_schema() -> pa.Schema:
+    return pa.schema(EPOCH_COLUMNS.items(), metadata={"hypersweep.schema_version": SCHEMA_VERSION})
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent)
+    except OSError:
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _clean(value: Any) -> Any:
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+class ResultStore:
+    """Writes and lists one sweep's Parquet files under `out` (a local path or a URI)."""
+
+    def __init__(self, out: str):
+        self.fs, self.root = pafs.FileSystem.from_uri(out) if "://" in out else (pafs.LocalFileSystem(),
+                                                                                  str(Path(out).resolve()))
+
+    def _path(self, kind: str, family: str, trial: int) -> str:
+        return f"{self.root}/{kind}/family={family}/trial-{trial:06d}.parquet"
+
+    def _write(self, table: pa.Table, path: str) -> None:
+        self.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        tmp = f"{path.rsplit('/', 1)[0]}/.tmp-{uuid.uuid4().hex}"
+        pq.write_table(table, tmp, filesystem=self.fs)
+        self.fs.move(tmp, path)
+
+    def write_trial(self, family: str, cfg: RunConfig, row: dict[str, Any], epochs: list[dict]) -> None:
+        """Write a trial's learning curve, then its row (the row marks it finished)."""
+        key = {"experiment": row["experiment"], "trial": row["trial"], "trial_id": row.get("trial_id"),
+               "config_hash": config_hash(cfg)}
+        curve = [{**{k: _clean(e.get(k)) for k in EPOCH_COLUMNS}, **key} for e in epochs]
+        self._write(pa.Table.from_pylist(curve, schema=epoch_schema()), self._path("epochs", family, row["trial"]))
+        full = {**{k: _clean(v) for k, v in row.items()}, **flatten_config(cfg), "config_hash": key["config_hash"],
+                "version": __version__}
+        schema = trial_schema(cfg)
+        table = pa.Table.from_pylist([{k: full.get(k) for k in schema.names}], schema=schema)
+        self._write(table, self._path("trials", family, row["trial"]))
+
+    def finished(self, family: str) -> set[int]:
+        """Trial numbers of `family` that have a row."""
+        selector = pafs.FileSelector(f"{self.root}/trials/family={family}", allow_not_found=True)
+        return {int(info.base_name[6:-8]) for info in self.fs.get_file_info(selector)
+                if info.base_name.startswith("trial-") and info.base_name.endswith(".parquet")}
+
+
+def _load(out: str, kind: str) -> pd.DataFrame:
+    store = ResultStore(out)
+    path = f"{store.root}/{kind}"
+    if store.fs.get_file_info(path).type == pafs.FileType.NotFound:
+        raise FileNotFoundError(f"{out}: no {kind}/ dataset (is this a sweep's --out directory?)")
+    dataset = ds.dataset(path, filesystem=store.fs, format="parquet", partitioning="hive",
+                         exclude_invalid_files=True)
+    frame = dataset.to_table().to_pandas()
+    frame["family"] = frame["family"].astype(str)
+    return frame
+
+
+def load_trials(out: str) -> pd.DataFrame:
+    """Every trial of the sweep in `out`, one row each."""
+    return _load(out, "trials").sort_values(["family", "trial"], ignore_index=True)
+
+
+def load_epochs(out: str) -> pd.DataFrame:
+    """Every trial's per-epoch metrics (the learning curves)."""
+    return _load(out, "epochs").sort_values(["family", "trial", "epoch"], ignore_index=True)

@@ -1,0 +1,311 @@
+"""Search spaces: one YAML file per experiment, validated whole before any compute.
+
+    experiment: quickstart
+    task: {name: teacher, dim_x: 2, dim_i: 4}
+    model: {activation: tanh}                 # fixed for every family
+    train: {batch_size: 64, lr: 0.003}         # fixed for every family
+    objective: {type: pareto, metric: val_error, count: params_primary, targets: [0.1, 0.01]}
+    sampler: {name: tpe, seed: 0}
+    budget: {trials: 12, epochs: 20, max_concurrent: 2, early_stopping: false, max_failures: 2}
+    resources: {cpus: 1, gpus: 0}
+    families:
+      hyper:
+        primary: {width: {low: 1, high: 16, log: true}, depth: 1}
+        conditioner: {width: 64, depth: {choices: [1, 2]}}
+        train: {lr: {low: 0.001, high: 0.01, log: true}}
+      embedding: {...}
+
+Under a family, any model or train key is either a fixed value or a range:
+`{low, high[, log, step]}` (int when both bounds are ints, else float) or `{choices: [...]}`.
+Searched keys are named by their dotted path in the run config (`model.primary.width`).
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from hypersweep.config import ConfigError, RunConfig, bounds, parse, read_yaml
+from hypersweep.models import param_counts
+from hypersweep.tasks import Task, build_task
+from hypersweep.train import load_config
+
+FAMILIES = ("hyper", "embedding", "standard")
+MODEL_KEYS = {"primary", "conditioner", "embedding_dim", "activation", "bias", "primary_bias"}
+RANGE_KEYS = {"low", "high", "log", "step", "choices"}
+
+
+@dataclass(frozen=True)
+class Objective:
+    type: Literal["pareto", "constrained"] = "pareto"
+    metric: Literal["val_error", "test_error"] = "val_error"  # what the search sees
+    report: Literal["val_error", "test_error"] = "test_error"  # what tables report
+    count: Literal["params_primary", "params_total"] = "params_primary"
+    target: float | None = field(default=None, metadata=bounds(0, 1, open_low=True))
+    targets: list[float] | None = field(default=None, metadata=bounds(0, 1, open_low=True))
+
+    def __post_init__(self) -> None:
+        if self.type == "constrained" and self.target is None:
+            raise ConfigError("target", "the constrained objective needs an error target")
+
+    @property
+    def error_targets(self) -> list[float]:
+        """Targets the frontier is read at (largest first)."""
+        return sorted(set(self.targets or []) | ({self.target} if self.target else set()), reverse=True)
+
+
+@dataclass(frozen=True)
+class Sampler:
+    name: Literal["tpe", "nsga2", "random", "grid"] = "tpe"
+    seed: int = field(default=0, metadata=bounds(0))
+    startup_trials: int | None = field(default=None, metadata=bounds(1))  # tpe; default: trials // 4
+    population: int | None = field(default=None, metadata=bounds(2))  # nsga2
+
+
+@dataclass(frozen=True)
+class Budget:
+    trials: int | None = field(default=None, metadata=bounds(1))  # per family; grid: the whole grid
+    epochs: int | None = field(default=None, metadata=bounds(1))  # overrides train.epochs
+    max_concurrent: int | None = field(default=None, metadata=bounds(1))  # default: as many as fit
+    early_stopping: bool | None = None  # ASHA; default: on for constrained, off for pareto
+    grace_epochs: int = field(default=2, metadata=bounds(1))
+    max_failures: int = field(default=2, metadata=bounds(0))
+    max_params: int | None = field(default=None, metadata=bounds(1))  # refuse bigger models
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpus: float = field(default=1.0, metadata=bounds(0, open_low=True))
+    gpus: float = field(default=0.0, metadata=bounds(0))
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searched key of a family."""
+
+    name: str  # dotted path in the run config
+    kind: Literal["int", "float", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: tuple | None = None
+
+    def grid(self) -> list:
+        if self.kind == "categorical":
+            return list(self.choices)
+        if self.kind == "int":
+            return list(range(int(self.low), int(self.high) + 1, int(self.step or 1)))
+        raise ValueError(self.name)
+
+
+@dataclass(frozen=True)
+class FamilySpace:
+    family: str
+    base: dict  # the run config with every searched key left out
+    params: tuple[Param, ...]
+
+    def config(self, values: dict[str, Any]) -> dict:
+        """The plain run config for one point of the space."""
+        cfg = copy.deepcopy(self.base)
+        for name, value in values.items():
+            *parents, leaf = name.split(".")
+            node = cfg
+            for key in parents:
+                node = node.setdefault(key, {})
+            node[leaf] = value
+        return cfg
+
+    def grid_size(self) -> int:
+        return math.prod(len(p.grid()) for p in self.params)
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    experiment: str
+    path: str
+    task: dict
+    objective: Objective
+    sampler: Sampler
+    budget: Budget
+    resources: Resources
+    families: dict[str, FamilySpace]
+    raw: dict  # the file as read, kept with the results
+
+    def trials(self, family: str) -> int:
+        if self.sampler.name == "grid":
+            grid = self.families[family].grid_size()
+            return min(grid, self.budget.trials or grid)
+        return self.budget.trials or 20
+
+    @property
+    def early_stopping(self) -> bool:
+        if self.budget.early_stopping is None:
+            return self.objective.type == "constrained"
+        return self.budget.early_stopping
+
+
+@dataclass(frozen=True)
+class _Top:
+    experiment: str
+    task: dict
+    families: dict
+    model: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+    objective: Objective = Objective()
+    sampler: Sampler = Sampler()
+    budget: Budget = Budget()
+    resources: Resources = Resources()
+
+
+def load(path: str) -> tuple[SweepSpec, Task]:
+    """Read and validate a search-space file; return it with its task, built once.
+
+    Every error is a ConfigError naming the file and the key.
+    """
+    try:
+        raw = read_yaml(path)
+        return _validate(raw, path)
+    except ConfigError as err:
+        raise err if err.file else err.in_file(path.rsplit("/", 1)[-1]) from None
+
+
+def _validate(raw: Any, path: str) -> tuple[SweepSpec, Task]:
+    top = parse(_Top, raw)
+    if not top.experiment.replace("-", "").replace("_", "").isalnum():
+        raise ConfigError("experiment", f"use letters, digits, - and _ only, got {top.experiment!r}")
+    if not isinstance(top.families, dict) or not top.families:
+        raise ConfigError("families", f"give at least one of {', '.join(FAMILIES)}")
+    for name in top.families:
+        if name not in FAMILIES:
+            raise ConfigError(f"families.{name}", f"unknown family (expected one of {', '.join(FAMILIES)})")
+    common = {"task": top.task, "model": dict(top.model), "train": dict(top.train)}
+    if top.budget.epochs:
+        common["train"]["epochs"] = top.budget.epochs
+    common_cfg = _check_run_config(common, {}, "")
+    task = build_task(common_cfg.task)
+
+    families = {name: _family_space(name, body, common, task, top) for name, body in top.families.items()}
+    spec = SweepSpec(top.experiment, path, top.task, top.objective, top.sampler, top.budget,
+                     top.resources, families, raw)
+    return spec, task
+
+
+def _family_space(family: str, body: Any, common: dict, task: Task, top: _Top) -> FamilySpace:
+    where = f"families.{family}"
+    if body is None:
+        body = {}
+    if not isinstance(body, dict):
+        raise ConfigError(where, "expected a mapping of model and train keys")
+    base = copy.deepcopy(common)
+    base["model"]["family"] = family
+    params: list[Param] = []
+    origin: dict[str, str] = {}  # run-config path -> where it was written in the file
+    for key, value in body.items():
+        if key == "train":
+            section = "train"
+        elif key in MODEL_KEYS:
+            section, value = "model", {key: value}
+        else:
+            raise ConfigError(f"{where}.{key}", f"unknown key (expected train or one of {', '.join(sorted(MODEL_KEYS))})")
+        _collect(value, section, f"{where}.train" if key == "train" else where, base, params, origin)
+
+    for p in params:
+        if top.sampler.name == "grid" and p.kind == "float":
+            raise ConfigError(origin[p.name], "a grid needs choices or an int range, not a float range")
+    corners = {"low": {p.name: _corner(p, low=True) for p in params},
+               "high": {p.name: _corner(p, low=False) for p in params}}
+    space = FamilySpace(family, base, tuple(params))
+    for which, values in corners.items():
+        cfg = _check_run_config(space.config(values), origin, which, values)
+        if which == "high" and top.budget.max_params:
+            total = param_counts(cfg.model, task.dim_i, task.dim_x, task.dim_out).total
+            if total > top.budget.max_params:
+                raise ConfigError(where, f"the largest model has {total} parameters, over budget.max_params "
+                                         f"{top.budget.max_params}")
+    for p in params:  # every categorical choice must be valid on its own
+        for choice in p.choices or ():
+            _check_run_config(space.config({**corners["low"], p.name: choice}), origin, "choice", {p.name: choice})
+    return space
+
+
+def _collect(value: Any, path: str, where: str, base: dict, params: list, origin: dict) -> None:
+    """Walk a family section, moving ranges into `params` and fixed values into `base`."""
+    if isinstance(value, dict) and value and set(value) <= RANGE_KEYS:
+        params.append(_param(value, path, where))
+        origin[path] = where
+        return
+    if isinstance(value, dict):
+        for key, sub in value.items():
+            _collect(sub, f"{path}.{key}", f"{where}.{key}", base, params, origin)
+        return
+    *parents, leaf = path.split(".")
+    node = base
+    for key in parents:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(where, "expected a mapping")
+    node[leaf] = value
+    origin[path] = where
+
+
+def _param(spec: dict, name: str, where: str) -> Param:
+    if "choices" in spec:
+        extra = set(spec) - {"choices"}
+        if extra:
+            raise ConfigError(f"{where}.{sorted(extra)[0]}", "not allowed beside choices")
+        choices = spec["choices"]
+        if not isinstance(choices, list) or not choices:
+            raise ConfigError(f"{where}.choices", "expected a non-empty list")
+        if any(not isinstance(c, (str, int, float, bool)) for c in choices):
+            raise ConfigError(f"{where}.choices", "choices must be strings, numbers or booleans")
+        return Param(name, "categorical", choices=tuple(choices))
+    for key in ("low", "high"):
+        if key not in spec:
+            raise ConfigError(f"{where}.{key}", "a range needs low and high (or give choices)")
+        if isinstance(spec[key], bool) or not isinstance(spec[key], (int, float)):
+            raise ConfigError(f"{where}.{key}", f"expected a number, got {spec[key]!r}")
+    low, high, log, step = spec["low"], spec["high"], spec.get("log", False), spec.get("step")
+    kind = "int" if isinstance(low, int) and isinstance(high, int) and not isinstance(step, float) else "float"
+    if not isinstance(log, bool):
+        raise ConfigError(f"{where}.log", f"expected true or false, got {log!r}")
+    if low > high:
+        raise ConfigError(where, f"empty range: low {low} > high {high}")
+    if log and low <= 0:
+        raise ConfigError(f"{where}.low", f"a log range needs low > 0, got {low}")
+    if step is not None and (isinstance(step, bool) or not isinstance(step, (int, float)) or step <= 0):
+        raise ConfigError(f"{where}.step", f"expected a positive number, got {step!r}")
+    if step is not None and log:
+        raise ConfigError(f"{where}.step", "step and log cannot be combined")
+    return Param(name, kind, float(low) if kind == "float" else low, float(high) if kind == "float" else high,
+                 log, step)
+
+
+def _corner(p: Param, low: bool) -> Any:
+    if p.kind == "categorical":
+        numeric = all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in p.choices)
+        return (min if low else max)(p.choices) if numeric else p.choices[0]
+    return p.low if low else p.high
+
+
+def _check_run_config(cfg: dict, origin: dict, which: str, values: dict | None = None) -> RunConfig:
+    """Validate one run config, naming the file's key (and the range end) on error."""
+    try:
+        return load_config(cfg)
+    except ConfigError as err:
+        key = err.key
+        while key and key not in origin:
+            key = key.rpartition(".")[0]
+        if not key:
+            raise
+        message = err.message.split(", got")[0]
+        if values and err.key in values:
+            raise ConfigError(origin[err.key], f"{which} {values[err.key]!r} {message}") from None
+        suffix = err.key[len(key):]
+        raise ConfigError(origin[key] + suffix, err.message) from None
+
+
+def grid_space(space: FamilySpace) -> dict[str, list]:
+    """The grid of a family for Optuna's GridSampler."""
+    return {p.name: p.grid() for p in space.params}

@@ -1,0 +1,305 @@
+"""The sweep engine: Ray Tune runs the trials, Optuna chooses them.
+
+One Optuna study per family (`<experiment>-<family>`) in an RDB storage is the source of
+truth: it holds every trial's parameters, its state and (as user attributes) its result.
+The Parquet rows are written from the same results by a Tune callback on the driver, and a
+resumed sweep first reconciles the two (see `reconcile`). Resuming does not use
+`Tuner.restore`: each (re)start runs a fresh Tuner for the trials still owed, whose
+searcher loads the study, so the study can never be older than the searcher's state.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import socket
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import optuna
+import ray
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+from hypersweep.config import RunConfig
+from hypersweep.models import param_counts
+from hypersweep.results import ResultStore, git_commit
+from hypersweep.search_space import FamilySpace, Param, SweepSpec, grid_space
+from hypersweep.tasks import Task, build_task
+from hypersweep.train import load_config, train
+
+RESULT_KEYS = ("status", "val_error", "val_error_std", "val_error_max", "test_error", "test_error_std",
+               "test_error_max", "replica_disagreement", "train_loss", "epoch", "wall_s", "samples_per_s",
+               "device", "node", "started_at")
+
+
+@dataclasses.dataclass(frozen=True)
+class DefineByRun:
+    """Optuna's define-by-run space of one family (a picklable callable)."""
+
+    params: tuple[Param, ...]
+
+    def __call__(self, trial: optuna.Trial) -> None:
+        for p in self.params:
+            if p.kind == "categorical":
+                trial.suggest_categorical(p.name, list(p.choices))
+            elif p.kind == "int":
+                trial.suggest_int(p.name, int(p.low), int(p.high), log=p.log, step=int(p.step or 1))
+            else:
+                trial.suggest_float(p.name, p.low, p.high, log=p.log, step=p.step)
+
+
+def constraint(trial: optuna.trial.FrozenTrial) -> list[float]:
+    """Optuna constraint (feasible when <= 0): error minus target, set before `tell`."""
+    return trial.user_attrs.get("constraint", [math.inf])
+
+
+def make_sampler(spec: SweepSpec, space: FamilySpace, trials: int) -> optuna.samplers.BaseSampler:
+    s = spec.sampler
+    constraints = constraint if spec.objective.type == "constrained" else None
+    if s.name == "grid":
+        return optuna.samplers.GridSampler(grid_space(space), seed=s.seed)
+    if s.name == "random":
+        return optuna.samplers.RandomSampler(seed=s.seed)
+    if s.name == "nsga2":
+        return optuna.samplers.NSGAIISampler(population_size=s.population or max(4, min(50, trials // 4)),
+                                             seed=s.seed, constraints_func=constraints)
+    return optuna.samplers.TPESampler(n_startup_trials=s.startup_trials or max(3, min(10, trials // 4)),
+                                      seed=s.seed, multivariate=True, constraints_func=constraints)
+
+
+def _json_value(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+class StudySearch(OptunaSearch):
+    """OptunaSearch that records each trial's result on its Optuna trial before `tell`.
+
+    The result and the constraint become user attributes first, so `constraints_func`
+    reads them and a resumed sweep can rebuild a Parquet row from the study alone.
+    Trials stopped early (ASHA) are told PRUNED, diverged ones FAIL.
+    """
+
+    def __init__(self, spec: SweepSpec, family: str, storage: optuna.storages.BaseStorage, trials: int):
+        o = spec.objective
+        multi = o.type == "pareto"
+        self.hs_objective, self.hs_epochs = o, spec.families[family].base["train"].get("epochs")
+        super().__init__(
+            space=DefineByRun(spec.families[family].params),
+            metric=[o.metric, o.count] if multi else o.count,
+            mode=["min", "min"] if multi else "min",
+            sampler=make_sampler(spec, spec.families[family], trials),
+            study_name=f"{spec.experiment}-{family}",
+            storage=storage,
+        )
+
+    def optuna_number(self, trial_id: str) -> int:
+        return self._ot_trials[trial_id].number
+
+    def suggest(self, trial_id: str) -> dict | None:
+        config = super().suggest(trial_id)
+        if trial_id in self._ot_trials:
+            self._ot_trials[trial_id].set_user_attr("ray_trial_id", trial_id)
+        return config
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        """Intermediate values are not sent: early stopping is ASHA's job."""
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        ot_trial = self._ot_trials[trial_id]
+        status = trial_status(result, error)
+        o = self.hs_objective
+        values, state = None, optuna.trial.TrialState.FAIL
+        if status in ("ok", "pruned"):
+            ot_trial.set_user_attr("result", {k: _json_value(result.get(k)) for k in RESULT_KEYS if k in result})
+            counts = _counts_from(result)
+            if o.type == "constrained":
+                ot_trial.set_user_attr("constraint", [result[o.metric] - o.target])
+                values = counts[o.count]
+            else:
+                values = [result[o.metric], counts[o.count]]
+            state = optuna.trial.TrialState.COMPLETE if status == "ok" else optuna.trial.TrialState.PRUNED
+            if state == optuna.trial.TrialState.PRUNED:
+                values = None
+        elif result:
+            ot_trial.set_user_attr("result", {k: _json_value(result.get(k)) for k in RESULT_KEYS if k in result})
+        ot_trial.set_user_attr("status", status)
+        self._ot_study.tell(ot_trial, values, state=state)
+        self._completed_trials.add(trial_id)
+
+
+def _counts_from(result: dict) -> dict[str, int]:
+    return {k: int(result[k]) for k in ("params_primary", "params_conditioner", "params_total")}
+
+
+def trial_status(result: dict | None, error: bool) -> str:
+    """ok | diverged (from the trainer), pruned (stopped early by the scheduler), failed."""
+    if error or not result:
+        return "failed"
+    if result.get("final"):
+        return result["status"]
+    return "pruned"
+
+
+def run_trial(config: dict, space: FamilySpace) -> None:
+    """One Ray Tune trial: train the configuration the searcher chose."""
+    cfg = load_config(space.config(config))
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=cfg.train.threads or max(1, int(cpus))))
+    meta = {"node": socket.gethostname(), "started_at": time.time()}
+    task = build_task(cfg.task)
+    counts = param_counts(cfg.model, task.dim_i, task.dim_x, task.dim_out).as_dict()
+    final = train(cfg, on_epoch=lambda m: tune.report({**m, **counts, **meta}), task=task)
+    tune.report({**final, **meta, "final": True})
+
+
+def run_config(space: FamilySpace, config: dict) -> RunConfig:
+    return load_config(space.config(config))
+
+
+@dataclasses.dataclass
+class _Trial:
+    number: int
+    epochs: list
+    started: float
+
+
+class Recorder(tune.Callback):
+    """Writes each finished trial to Parquet and prints one progress line for it."""
+
+    def __init__(self, spec: SweepSpec, family: str, task: Task, store: ResultStore, searcher: StudySearch,
+                 done: int, total: int, log: Callable[[str], None] = print):
+        self.spec, self.family, self.task, self.store, self.searcher = spec, family, task, store, searcher
+        self.done, self.total, self.log = done, total, log
+        self.live: dict[str, list[dict]] = {}
+        self.commit = git_commit()
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if not result.get("final"):
+            self.live.setdefault(trial.trial_id, []).append(dict(result))
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._record(trial, trial.last_result, error=None)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        message = "unknown error"
+        if trial.error_file and Path(trial.error_file).exists():
+            lines = [ln for ln in Path(trial.error_file).read_text().splitlines() if ln.strip()]
+            message = lines[-1] if lines else message
+        self._record(trial, trial.last_result, error=message)
+
+    def _record(self, trial, result: dict, error: str | None) -> None:
+        number = self.searcher.optuna_number(trial.trial_id)
+        status = trial_status(result, error is not None)
+        cfg = run_config(self.spec.families[self.family], trial.config)
+        row = trial_row(self.spec, self.family, self.task, cfg, number, trial.trial_id, status, result, error)
+        row["git_commit"] = self.commit
+        self.store.write_trial(self.family, cfg, row, self.live.pop(trial.trial_id, []))
+        self.done += 1
+        searched = " ".join(f"{k.split('.', 1)[-1]}={v}" for k, v in trial.config.items())
+        metric = self.spec.objective.metric
+        score = f"{metric} {row[metric]:.3g}" if row.get(metric) is not None and status != "failed" else error or ""
+        self.log(f"[{self.family} {self.done}/{self.total}] #{number} {searched} -> {status} {score} "
+                 f"{self.spec.objective.count} {row[self.spec.objective.count]}")
+
+
+def trial_row(spec: SweepSpec, family: str, task: Task, cfg: RunConfig, number: int, trial_id: str | None,
+              status: str, result: dict | None, error: str | None) -> dict[str, Any]:
+    """One Parquet row; parameter counts come from the config, so failed trials have them too."""
+    result = result or {}
+    counts = param_counts(cfg.model, task.dim_i, task.dim_x, task.dim_out).as_dict()
+    metrics = {k: result.get(k) for k in RESULT_KEYS if k not in ("status", "epoch", "started_at")}
+    if status == "pruned":  # stopped before the test set was evaluated
+        metrics.update({k: None for k in metrics if k.startswith("test_")})
+    started = result.get("started_at")
+    return {
+        **metrics,
+        "experiment": spec.experiment,
+        "trial": number,
+        "trial_id": trial_id,
+        "status": status,
+        "error": error,
+        **counts,
+        "epochs": result.get("epoch"),
+        "seed": cfg.train.seed,
+        "seeds": cfg.train.seeds,
+        "started_at": datetime.fromtimestamp(started, timezone.utc) if started else None,
+        "finished_at": datetime.now(timezone.utc),
+    }
+
+
+def reconcile(spec: SweepSpec, family: str, task: Task, study: optuna.Study, store: ResultStore,
+              log: Callable[[str], None] = print) -> int:
+    """Make the study and the Parquet rows agree after an interruption; return trials done.
+
+    A trial told to Optuna whose row was not written yet gets its row from the study. A
+    trial still RUNNING was interrupted: it is marked FAIL (`interrupted`) and its
+    parameters are queued again, so the resumed sweep reruns it.
+    """
+    have = store.finished(family)
+    space = spec.families[family]
+    states = optuna.trial.TrialState
+    for t in study.get_trials(deepcopy=False):
+        if t.state == states.RUNNING:
+            study._storage.set_trial_user_attr(t._trial_id, "status", "interrupted")
+            study._storage.set_trial_state_values(t._trial_id, states.FAIL)
+            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
+            log(f"[{family}] trial #{t.number} was interrupted: queued again")
+        elif t.state.is_finished() and t.number not in have and t.user_attrs.get("status", "failed") != "interrupted":
+            cfg = load_config(space.config(t.params))
+            result = t.user_attrs.get("result") or {}
+            status = t.user_attrs.get("status", "failed")
+            error = None if status != "failed" else "recorded in the study only (driver stopped)"
+            row = trial_row(spec, family, task, cfg, t.number, t.user_attrs.get("ray_trial_id"), status,
+                            {**{k: math.nan if v is None else v for k, v in result.items()}, "final": True}, error)
+            store.write_trial(family, cfg, row, [])
+            have.add(t.number)
+            log(f"[{family}] trial #{t.number}: row rebuilt from the study")
+    return len(have)
+
+
+def run_family(spec: SweepSpec, family: str, task: Task, out: str, storage_url: str, trials: int,
+               max_concurrent: int | None, log: Callable[[str], None] = print) -> None:
+    """Run the trials still owed for one family (all of them on a fresh sweep)."""
+    store = ResultStore(out)
+    storage = optuna.storages.RDBStorage(storage_url, heartbeat_interval=None)
+    study_name = f"{spec.experiment}-{family}"
+    done = 0
+    if study_name in {s.study_name for s in optuna.get_all_study_summaries(storage)}:
+        done = reconcile(spec, family, task, optuna.load_study(study_name=study_name, storage=storage), store, log)
+    remaining = trials - done
+    if remaining <= 0:
+        log(f"[{family}] all {trials} trials done")
+        return
+    log(f"[{family}] running {remaining} of {trials} trials")
+    searcher = StudySearch(spec, family, storage, trials)
+    epochs = spec.families[family].base["train"].get("epochs", 30)
+    scheduler = (ASHAScheduler(time_attr="epoch", metric=spec.objective.metric, mode="min", max_t=epochs,
+                               grace_period=min(spec.budget.grace_epochs, epochs))
+                 if spec.early_stopping else None)
+    trainable = tune.with_resources(tune.with_parameters(run_trial, space=spec.families[family]),
+                                    {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus})
+    ray_dir = store.root if "://" not in out else out.rstrip("/")
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=remaining,
+                                    max_concurrent_trials=max_concurrent or spec.budget.max_concurrent,
+                                    reuse_actors=True),
+        run_config=tune.RunConfig(
+            name=f"{family}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}",
+            storage_path=f"{ray_dir}/ray",
+            failure_config=tune.FailureConfig(max_failures=spec.budget.max_failures),
+            callbacks=[Recorder(spec, family, task, store, searcher, done, trials, log)],
+            verbose=0,
+        ),
+    )
+    tuner.fit()
+
+
+def manifest(spec: SweepSpec) -> str:
+    return json.dumps(spec.raw, sort_keys=True, default=str)
