@@ -15,14 +15,14 @@ SIZE_COLUMNS = ["config.model.primary.width", "config.model.primary.depth", "con
 
 def smallest(trials: pd.DataFrame, targets: list[float], metric: str = "val_error",
              report: str = "test_error", count: str = "params_primary") -> pd.DataFrame:
-    """One row per (family, target): the smallest `count` among ok trials with `metric` <= target."""
+    """One row per (variant, family, target): the smallest `count` among ok trials with `metric` <= target."""
     ok = trials[trials["status"] == "ok"]
     rows = []
-    for family in sorted(trials["family"].unique()):
-        mine = ok[ok["family"] == family]
+    for (variant, family), _ in trials.groupby(["variant", "family"], observed=True):
+        mine = ok[(ok["family"] == family) & (ok["variant"] == variant)]
         for target in sorted(targets, reverse=True):
             meets = mine[mine[metric] <= target].sort_values([count, metric])
-            row = {"family": family, "target": target, "found": not meets.empty}
+            row = {"variant": variant, "family": family, "target": target, "found": not meets.empty}
             if not meets.empty:
                 best = meets.iloc[0]
                 row.update({"trial": int(best["trial"]), count: int(best[count]),
@@ -34,19 +34,21 @@ def smallest(trials: pd.DataFrame, targets: list[float], metric: str = "val_erro
 
 
 def ratios(table: pd.DataFrame, count: str = "params_primary") -> pd.DataFrame:
-    """Per target, embedding/hyper and standard/hyper ratios of the smallest `count`."""
-    wide = table.pivot_table(index="target", columns="family", values=count, aggfunc="first")
+    """Per variant and target, embedding/hyper and standard/hyper ratios of the smallest `count`."""
+    if count not in table:
+        return pd.DataFrame(columns=["variant", "target"])
+    wide = table.pivot_table(index=["variant", "target"], columns="family", values=count, aggfunc="first")
     out = pd.DataFrame(index=wide.index)
     for family in ("embedding", "standard"):
         if family in wide and "hyper" in wide:
             out[f"{family}/hyper"] = wide[family] / wide["hyper"]
-    return out.sort_index(ascending=False).reset_index()
+    return out.sort_index(ascending=[True, False]).reset_index()
 
 
 def pareto_front(trials: pd.DataFrame, metric: str = "val_error", count: str = "params_primary") -> pd.DataFrame:
-    """Per family, the ok trials no other trial beats on both `count` and `metric`."""
+    """Per variant and family, the ok trials no other trial beats on both `count` and `metric`."""
     fronts = []
-    for _, group in trials[trials["status"] == "ok"].groupby("family", observed=True):
+    for _, group in trials[trials["status"] == "ok"].groupby(["variant", "family"], observed=True):
         group = group.sort_values([count, metric])
         best = np.minimum.accumulate(group[metric].to_numpy())
         keep = np.r_[True, group[metric].to_numpy()[1:] < best[:-1]]
@@ -56,20 +58,21 @@ def pareto_front(trials: pd.DataFrame, metric: str = "val_error", count: str = "
 
 def format_table(table: pd.DataFrame, count: str = "params_primary", report: str = "test_error") -> str:
     """A plain-text frontier table, with a line per target nothing reached."""
-    lines = []
-    header = f"{'family':<10} {'target':>8} {count:>15} {'params_total':>13} {report:>11}  architecture"
-    lines.append(header)
+    width = max([len(v) for v in table["variant"]] + [0])
+    lines = [f"{'variant':<{width}} " * bool(width)
+             + f"{'family':<10} {'target':>8} {count:>15} {'params_total':>13} {report:>11}  architecture"]
     for _, r in table.iterrows():
+        head = f"{r['variant']:<{width}} " * bool(width) + f"{r['family']:<10} {r['target']:>8.3g} "
         if not r["found"]:
-            lines.append(f"{r['family']:<10} {r['target']:>8.3g} {'-':>15} {'-':>13} {'-':>11}  no trial met this target")
+            lines.append(head + f"{'-':>15} {'-':>13} {'-':>11}  no trial met this target")
             continue
         arch = f"primary {_int(r.get('primary.width'))}x{_int(r.get('primary.depth'))}"
         if r["family"] != "standard":
             arch += f", conditioner {_int(r.get('conditioner.width'))}x{_int(r.get('conditioner.depth'))}"
         if r["family"] == "embedding":
             arch += f", emb {_int(r.get('embedding_dim'))}"
-        lines.append(f"{r['family']:<10} {r['target']:>8.3g} {int(r[count]):>15,} {int(r['params_total']):>13,} "
-                     f"{r[report]:>11.3g}  {arch}  (trial {int(r['trial'])})")
+        lines.append(head + f"{int(r[count]):>15,} {int(r['params_total']):>13,} {r[report]:>11.3g}  {arch}  "
+                            f"(trial {int(r['trial'])})")
     return "\n".join(lines)
 
 

@@ -114,9 +114,11 @@ def print_frontier(spec: search_space.SweepSpec, out: str) -> None:
     print(f"\nSmallest architecture per error target ({o.metric} <= target; {o.report} reported):")
     print(frontier.format_table(table, o.count, o.report))
     ratio = frontier.ratios(table, o.count)
-    if len(ratio.columns) > 1:
+    if not ratio["variant"].astype(bool).any():
+        ratio = ratio.drop(columns="variant")
+    if any("/" in c for c in ratio.columns):
         print(f"\nRatio of {o.count} to the hypernetwork's at equal target:")
-        print(ratio.to_string(index=False, formatters={c: "{:,.1f}x".format for c in ratio.columns[1:]},
+        print(ratio.to_string(index=False, formatters={c: "{:,.1f}x".format for c in ratio.columns if "/" in c},
                               na_rep="-"))
     counts = trials.groupby(["family", "status"], observed=True).size().unstack(fill_value=0)
     print(f"\n{len(trials)} trials in {out}/trials ({', '.join(f'{k}: {v}' for k, v in counts.sum().items())})")
@@ -126,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     space_path = resolve_space(args)
     try:
-        spec, task = search_space.load(space_path)
+        spec = search_space.load(space_path)
         out = args.out or f"results/{spec.experiment}"
         check_out(out, args.resume)
         if "://" in out and not args.storage:
@@ -148,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     try:
-        return _run(spec, task, out, args, space_path)
+        return _run(spec, out, args, space_path)
     except KeyboardInterrupt:
         print(f"\ninterrupted: continue with  python -m hypersweep.launch --resume --out {out}", file=sys.stderr)
         return 130
@@ -157,29 +159,28 @@ def main(argv: list[str] | None = None) -> int:
             lock.unlink(missing_ok=True)
 
 
-def _run(spec, task, out: str, args: argparse.Namespace, space_path: str) -> int:
+def _run(spec: search_space.SweepSpec, out: str, args: argparse.Namespace, space_path: str) -> int:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our own one line per trial instead of Tune's tables
     import optuna
     import ray
 
-    from hypersweep.sweep import run_family
+    from hypersweep.sweep import run_study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if "://" not in out and not (Path(out) / MANIFEST).exists():
         Path(out).mkdir(parents=True, exist_ok=True)
         (Path(out) / "space.yaml").write_text(Path(space_path).read_text())
         (Path(out) / MANIFEST).write_text(json.dumps({"experiment": spec.experiment, "version": __version__,
-                                                      "families": list(spec.families)}, indent=2))
+                                                      "studies": [s.study for s in spec.studies]}, indent=2))
     storage = args.storage or f"sqlite:///{Path(out).resolve() / 'optuna.db'}"
     if not ray.is_initialized():
         ray.init(address=args.address, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     resources = ray.cluster_resources()
     print(f"hypersweep {__version__}: {spec.experiment} -> {out} "
           f"(Ray: {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs; Optuna: {storage})", flush=True)
-    for family in spec.families:
-        trials = args.num_samples or spec.trials(family)
-        run_family(spec, family, task, out, storage, trials, args.max_concurrent,
-                   log=lambda line: print(line, flush=True))
+    for space in spec.studies:
+        trials = args.num_samples or spec.trials(space)
+        run_study(spec, space, out, storage, trials, args.max_concurrent, log=lambda line: print(line, flush=True))
     print_frontier(spec, out)
     return 0
 

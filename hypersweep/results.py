@@ -1,10 +1,10 @@
 """Sweep results as Parquet datasets any tool can read.
 
-    OUT/trials/family=<family>/trial-<number>.parquet   one row per finished trial
-    OUT/epochs/family=<family>/trial-<number>.parquet   that trial's learning curve
+    OUT/trials/family=<family>/<study>-<number>.parquet   one row per finished trial
+    OUT/epochs/family=<family>/<study>-<number>.parquet   that trial's learning curve
 
-One file per trial, named by its Optuna trial number, so rewriting a trial (a resumed
-sweep, a recovered row) replaces its file instead of duplicating its row. Files are
+One file per trial, named by its Optuna study and trial number, so rewriting a trial (a
+resumed sweep, a recovered row) replaces its file instead of duplicating its row. Files are
 written under a temporary name and renamed, so a crash never leaves half a file. Every
 file of an experiment has the same schema, derived from the config dataclasses' types
 (a column never flips between int and float); the schema version is in the metadata.
@@ -37,7 +37,9 @@ SCHEMA_VERSION = "1"
 
 TRIAL_COLUMNS: dict[str, pa.DataType] = {
     "experiment": pa.string(),
-    "trial": pa.int64(),  # the Optuna trial number: the trial's key across resumes
+    "study": pa.string(),  # the Optuna study: <experiment>-<family>[-<variant>]
+    "variant": pa.string(),  # e.g. "dim_i=4" when the experiment has variants, else ""
+    "trial": pa.int64(),  # the Optuna trial number: with `study`, the trial's key across resumes
     "trial_id": pa.string(),  # Ray Tune's id
     "status": pa.string(),  # ok | diverged | pruned | failed
     "error": pa.string(),
@@ -54,6 +56,7 @@ TRIAL_COLUMNS: dict[str, pa.DataType] = {
     "samples_per_s": pa.float64(),
     "device": pa.string(),
     "node": pa.string(),
+    "node_id": pa.string(),
     "started_at": pa.timestamp("ms", tz="UTC"),
     "finished_at": pa.timestamp("ms", tz="UTC"),
     "config_hash": pa.string(),
@@ -63,6 +66,8 @@ TRIAL_COLUMNS: dict[str, pa.DataType] = {
 
 EPOCH_COLUMNS: dict[str, pa.DataType] = {
     "experiment": pa.string(),
+    "study": pa.string(),
+    "variant": pa.string(),
     "trial": pa.int64(),
     "trial_id": pa.string(),
     "epoch": pa.int64(),
@@ -155,8 +160,8 @@ class ResultStore:
         self.fs, self.root = pafs.FileSystem.from_uri(out) if "://" in out else (pafs.LocalFileSystem(),
                                                                                   str(Path(out).resolve()))
 
-    def _path(self, kind: str, family: str, trial: int) -> str:
-        return f"{self.root}/{kind}/family={family}/trial-{trial:06d}.parquet"
+    def _path(self, kind: str, family: str, study: str, trial: int) -> str:
+        return f"{self.root}/{kind}/family={family}/{study}-{trial:06d}.parquet"
 
     def _write(self, table: pa.Table, path: str) -> None:
         self.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
@@ -164,23 +169,25 @@ class ResultStore:
         pq.write_table(table, tmp, filesystem=self.fs)
         self.fs.move(tmp, path)
 
-    def write_trial(self, family: str, cfg: RunConfig, row: dict[str, Any], epochs: list[dict]) -> None:
+    def write_trial(self, family: str, study: str, cfg: RunConfig, row: dict[str, Any], epochs: list[dict]) -> None:
         """Write a trial's learning curve, then its row (the row marks it finished)."""
-        key = {"experiment": row["experiment"], "trial": row["trial"], "trial_id": row.get("trial_id"),
-               "config_hash": config_hash(cfg)}
+        key = {k: row.get(k) for k in ("experiment", "study", "variant", "trial", "trial_id")}
+        key["config_hash"] = config_hash(cfg)
         curve = [{**{k: _clean(e.get(k)) for k in EPOCH_COLUMNS}, **key} for e in epochs]
-        self._write(pa.Table.from_pylist(curve, schema=epoch_schema()), self._path("epochs", family, row["trial"]))
+        self._write(pa.Table.from_pylist(curve, schema=epoch_schema()),
+                    self._path("epochs", family, study, row["trial"]))
         full = {**{k: _clean(v) for k, v in row.items()}, **flatten_config(cfg), "config_hash": key["config_hash"],
                 "version": __version__}
         schema = trial_schema(cfg)
         table = pa.Table.from_pylist([{k: full.get(k) for k in schema.names}], schema=schema)
-        self._write(table, self._path("trials", family, row["trial"]))
+        self._write(table, self._path("trials", family, study, row["trial"]))
 
-    def finished(self, family: str) -> set[int]:
-        """Trial numbers of `family` that have a row."""
+    def finished(self, family: str, study: str) -> set[int]:
+        """Trial numbers of `study` that have a row."""
         selector = pafs.FileSelector(f"{self.root}/trials/family={family}", allow_not_found=True)
-        return {int(info.base_name[6:-8]) for info in self.fs.get_file_info(selector)
-                if info.base_name.startswith("trial-") and info.base_name.endswith(".parquet")}
+        prefix = f"{study}-"
+        return {int(info.base_name[len(prefix):-len(".parquet")]) for info in self.fs.get_file_info(selector)
+                if info.base_name.startswith(prefix) and info.base_name[len(prefix):-len(".parquet")].isdigit()}
 
 
 def _load(out: str, kind: str) -> pd.DataFrame:
@@ -197,9 +204,9 @@ def _load(out: str, kind: str) -> pd.DataFrame:
 
 def load_trials(out: str) -> pd.DataFrame:
     """Every trial of the sweep in `out`, one row each."""
-    return _load(out, "trials").sort_values(["family", "trial"], ignore_index=True)
+    return _load(out, "trials").sort_values(["family", "study", "trial"], ignore_index=True)
 
 
 def load_epochs(out: str) -> pd.DataFrame:
     """Every trial's per-epoch metrics (the learning curves)."""
-    return _load(out, "epochs").sort_values(["family", "trial", "epoch"], ignore_index=True)
+    return _load(out, "epochs").sort_values(["family", "study", "trial", "epoch"], ignore_index=True)

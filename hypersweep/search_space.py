@@ -22,6 +22,7 @@ Searched keys are named by their dotted path in the run config (`model.primary.w
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -101,21 +102,23 @@ class Param:
 
 
 @dataclass(frozen=True)
-class FamilySpace:
+class StudySpace:
+    """What one Optuna study searches: a family, under one variant of the experiment."""
+
     family: str
+    variant: dict  # e.g. {"task.dim_i": 4}; empty when the file has no `variants`
+    study: str  # the Optuna study name: <experiment>-<family>[-<variant label>]
     base: dict  # the run config with every searched key left out
     params: tuple[Param, ...]
+    dims: tuple[int, int, int]  # the task's (dim_i, dim_x, dim_out), for parameter counts
+
+    @property
+    def label(self) -> str:
+        return variant_label(self.variant)
 
     def config(self, values: dict[str, Any]) -> dict:
         """The plain run config for one point of the space."""
-        cfg = copy.deepcopy(self.base)
-        for name, value in values.items():
-            *parents, leaf = name.split(".")
-            node = cfg
-            for key in parents:
-                node = node.setdefault(key, {})
-            node[leaf] = value
-        return cfg
+        return _assign(self.base, values)
 
     def grid_size(self) -> int:
         return math.prod(len(p.grid()) for p in self.params)
@@ -130,12 +133,13 @@ class SweepSpec:
     sampler: Sampler
     budget: Budget
     resources: Resources
-    families: dict[str, FamilySpace]
+    studies: tuple[StudySpace, ...]
     raw: dict  # the file as read, kept with the results
 
-    def trials(self, family: str) -> int:
+    def trials(self, space: StudySpace) -> int:
+        """Trials owed to one study (the whole grid, for the grid sampler)."""
         if self.sampler.name == "grid":
-            grid = self.families[family].grid_size()
+            grid = space.grid_size()
             return min(grid, self.budget.trials or grid)
         return self.budget.trials or 20
 
@@ -151,6 +155,7 @@ class _Top:
     experiment: str
     task: dict
     families: dict
+    variants: dict = field(default_factory=dict)  # run-config path -> values: one sub-sweep each
     model: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)
     objective: Objective = Objective()
@@ -159,8 +164,12 @@ class _Top:
     resources: Resources = Resources()
 
 
-def load(path: str) -> tuple[SweepSpec, Task]:
-    """Read and validate a search-space file; return it with its task, built once.
+def variant_label(variant: dict) -> str:
+    return ",".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in variant.items())
+
+
+def load(path: str) -> SweepSpec:
+    """Read and validate a search-space file (building each task once to check it).
 
     Every error is a ConfigError naming the file and the key.
     """
@@ -171,28 +180,47 @@ def load(path: str) -> tuple[SweepSpec, Task]:
         raise err if err.file else err.in_file(path.rsplit("/", 1)[-1]) from None
 
 
-def _validate(raw: Any, path: str) -> tuple[SweepSpec, Task]:
+def _validate(raw: Any, path: str) -> SweepSpec:
     top = parse(_Top, raw)
     if not top.experiment.replace("-", "").replace("_", "").isalnum():
         raise ConfigError("experiment", f"use letters, digits, - and _ only, got {top.experiment!r}")
-    if not isinstance(top.families, dict) or not top.families:
+    if not top.families:
         raise ConfigError("families", f"give at least one of {', '.join(FAMILIES)}")
     for name in top.families:
         if name not in FAMILIES:
             raise ConfigError(f"families.{name}", f"unknown family (expected one of {', '.join(FAMILIES)})")
-    common = {"task": top.task, "model": dict(top.model), "train": dict(top.train)}
-    if top.budget.epochs:
-        common["train"]["epochs"] = top.budget.epochs
-    common_cfg = _check_run_config(common, {}, "")
-    task = build_task(common_cfg.task)
+    for key, values in top.variants.items():
+        if key.split(".")[0] not in ("task", "model", "train"):
+            raise ConfigError(f"variants.{key}", "must be a task., model. or train. path")
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"variants.{key}", "expected a non-empty list of values")
+    studies = []
+    for values in itertools.product(*top.variants.values()):
+        variant = dict(zip(top.variants, values))
+        common = _assign({"task": dict(top.task), "model": dict(top.model), "train": dict(top.train)}, variant)
+        if top.budget.epochs:
+            common["train"]["epochs"] = top.budget.epochs
+        origin = {k: f"variants.{k}" for k in variant}
+        task = build_task(_check_run_config(common, origin, "variant", variant).task)
+        for family, body in top.families.items():
+            studies.append(_study_space(top, family, body, variant, common, task))
+    return SweepSpec(top.experiment, path, top.task, top.objective, top.sampler, top.budget,
+                     top.resources, tuple(studies), raw)
 
-    families = {name: _family_space(name, body, common, task, top) for name, body in top.families.items()}
-    spec = SweepSpec(top.experiment, path, top.task, top.objective, top.sampler, top.budget,
-                     top.resources, families, raw)
-    return spec, task
+
+def _assign(cfg: dict, values: dict[str, Any]) -> dict:
+    """A deep copy of `cfg` with dotted `values` set in it."""
+    cfg = copy.deepcopy(cfg)
+    for name, value in values.items():
+        *parents, leaf = name.split(".")
+        node = cfg
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return cfg
 
 
-def _family_space(family: str, body: Any, common: dict, task: Task, top: _Top) -> FamilySpace:
+def _study_space(top: _Top, family: str, body: Any, variant: dict, common: dict, task: Task) -> StudySpace:
     where = f"families.{family}"
     if body is None:
         body = {}
@@ -216,7 +244,8 @@ def _family_space(family: str, body: Any, common: dict, task: Task, top: _Top) -
             raise ConfigError(origin[p.name], "a grid needs choices or an int range, not a float range")
     corners = {"low": {p.name: _corner(p, low=True) for p in params},
                "high": {p.name: _corner(p, low=False) for p in params}}
-    space = FamilySpace(family, base, tuple(params))
+    study = f"{top.experiment}-{family}" + (f"-{variant_label(variant)}" if variant else "")
+    space = StudySpace(family, variant, study, base, tuple(params), (task.dim_i, task.dim_x, task.dim_out))
     for which, values in corners.items():
         cfg = _check_run_config(space.config(values), origin, which, values)
         if which == "high" and top.budget.max_params:
@@ -306,6 +335,6 @@ def _check_run_config(cfg: dict, origin: dict, which: str, values: dict | None =
         raise ConfigError(origin[key] + suffix, err.message) from None
 
 
-def grid_space(space: FamilySpace) -> dict[str, list]:
+def grid_space(space: StudySpace) -> dict[str, list]:
     """The grid of a family for Optuna's GridSampler."""
     return {p.name: p.grid() for p in space.params}

@@ -10,7 +10,6 @@ searcher loads the study, so the study can never be older than the searcher's st
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import socket
 import time
@@ -27,13 +26,13 @@ from ray.tune.search.optuna import OptunaSearch
 from hypersweep.config import RunConfig
 from hypersweep.models import param_counts
 from hypersweep.results import ResultStore, git_commit
-from hypersweep.search_space import FamilySpace, Param, SweepSpec, grid_space
-from hypersweep.tasks import Task, build_task
+from hypersweep.search_space import Param, StudySpace, SweepSpec, grid_space
+from hypersweep.tasks import build_task
 from hypersweep.train import load_config, train
 
 RESULT_KEYS = ("status", "val_error", "val_error_std", "val_error_max", "test_error", "test_error_std",
                "test_error_max", "replica_disagreement", "train_loss", "epoch", "wall_s", "samples_per_s",
-               "device", "node", "started_at")
+               "device", "node", "node_id", "started_at")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +56,7 @@ def constraint(trial: optuna.trial.FrozenTrial) -> list[float]:
     return trial.user_attrs.get("constraint", [math.inf])
 
 
-def make_sampler(spec: SweepSpec, space: FamilySpace, trials: int) -> optuna.samplers.BaseSampler:
+def make_sampler(spec: SweepSpec, space: StudySpace, trials: int) -> optuna.samplers.BaseSampler:
     s = spec.sampler
     constraints = constraint if spec.objective.type == "constrained" else None
     if s.name == "grid":
@@ -83,16 +82,16 @@ class StudySearch(OptunaSearch):
     Trials stopped early (ASHA) are told PRUNED, diverged ones FAIL.
     """
 
-    def __init__(self, spec: SweepSpec, family: str, storage: optuna.storages.BaseStorage, trials: int):
+    def __init__(self, spec: SweepSpec, space: StudySpace, storage: optuna.storages.BaseStorage, trials: int):
         o = spec.objective
         multi = o.type == "pareto"
-        self.hs_objective, self.hs_epochs = o, spec.families[family].base["train"].get("epochs")
+        self.hs_objective = o
         super().__init__(
-            space=DefineByRun(spec.families[family].params),
+            space=DefineByRun(space.params),
             metric=[o.metric, o.count] if multi else o.count,
             mode=["min", "min"] if multi else "min",
-            sampler=make_sampler(spec, spec.families[family], trials),
-            study_name=f"{spec.experiment}-{family}",
+            sampler=make_sampler(spec, space, trials),
+            study_name=space.study,
             storage=storage,
         )
 
@@ -114,27 +113,18 @@ class StudySearch(OptunaSearch):
         ot_trial = self._ot_trials[trial_id]
         status = trial_status(result, error)
         o = self.hs_objective
-        values, state = None, optuna.trial.TrialState.FAIL
-        if status in ("ok", "pruned"):
+        states = optuna.trial.TrialState
+        values, state = None, {"ok": states.COMPLETE, "pruned": states.PRUNED}.get(status, states.FAIL)
+        if result:
             ot_trial.set_user_attr("result", {k: _json_value(result.get(k)) for k in RESULT_KEYS if k in result})
-            counts = _counts_from(result)
-            if o.type == "constrained":
-                ot_trial.set_user_attr("constraint", [result[o.metric] - o.target])
-                values = counts[o.count]
-            else:
-                values = [result[o.metric], counts[o.count]]
-            state = optuna.trial.TrialState.COMPLETE if status == "ok" else optuna.trial.TrialState.PRUNED
-            if state == optuna.trial.TrialState.PRUNED:
-                values = None
-        elif result:
-            ot_trial.set_user_attr("result", {k: _json_value(result.get(k)) for k in RESULT_KEYS if k in result})
+        if status in ("ok", "pruned") and o.type == "constrained":
+            ot_trial.set_user_attr("constraint", [result[o.metric] - o.target])
+        if status == "ok":
+            count = int(result[o.count])
+            values = count if o.type == "constrained" else [result[o.metric], count]
         ot_trial.set_user_attr("status", status)
         self._ot_study.tell(ot_trial, values, state=state)
         self._completed_trials.add(trial_id)
-
-
-def _counts_from(result: dict) -> dict[str, int]:
-    return {k: int(result[k]) for k in ("params_primary", "params_conditioner", "params_total")}
 
 
 def trial_status(result: dict | None, error: bool) -> str:
@@ -146,19 +136,20 @@ def trial_status(result: dict | None, error: bool) -> str:
     return "pruned"
 
 
-def run_trial(config: dict, space: FamilySpace) -> None:
+def run_trial(config: dict, space: StudySpace) -> None:
     """One Ray Tune trial: train the configuration the searcher chose."""
     cfg = load_config(space.config(config))
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=cfg.train.threads or max(1, int(cpus))))
-    meta = {"node": socket.gethostname(), "started_at": time.time()}
+    meta = {"node": socket.gethostname(), "node_id": ray.get_runtime_context().get_node_id(),
+            "started_at": time.time()}
     task = build_task(cfg.task)
     counts = param_counts(cfg.model, task.dim_i, task.dim_x, task.dim_out).as_dict()
     final = train(cfg, on_epoch=lambda m: tune.report({**m, **counts, **meta}), task=task)
     tune.report({**final, **meta, "final": True})
 
 
-def run_config(space: FamilySpace, config: dict) -> RunConfig:
+def run_config(space: StudySpace, config: dict) -> RunConfig:
     return load_config(space.config(config))
 
 
@@ -172,9 +163,9 @@ class _Trial:
 class Recorder(tune.Callback):
     """Writes each finished trial to Parquet and prints one progress line for it."""
 
-    def __init__(self, spec: SweepSpec, family: str, task: Task, store: ResultStore, searcher: StudySearch,
+    def __init__(self, spec: SweepSpec, space: StudySpace, store: ResultStore, searcher: StudySearch,
                  done: int, total: int, log: Callable[[str], None] = print):
-        self.spec, self.family, self.task, self.store, self.searcher = spec, family, task, store, searcher
+        self.spec, self.space, self.store, self.searcher = spec, space, store, searcher
         self.done, self.total, self.log = done, total, log
         self.live: dict[str, list[dict]] = {}
         self.commit = git_commit()
@@ -196,23 +187,23 @@ class Recorder(tune.Callback):
     def _record(self, trial, result: dict, error: str | None) -> None:
         number = self.searcher.optuna_number(trial.trial_id)
         status = trial_status(result, error is not None)
-        cfg = run_config(self.spec.families[self.family], trial.config)
-        row = trial_row(self.spec, self.family, self.task, cfg, number, trial.trial_id, status, result, error)
+        cfg = run_config(self.space, trial.config)
+        row = trial_row(self.spec, self.space, cfg, number, trial.trial_id, status, result, error)
         row["git_commit"] = self.commit
-        self.store.write_trial(self.family, cfg, row, self.live.pop(trial.trial_id, []))
+        self.store.write_trial(self.space.family, self.space.study, cfg, row, self.live.pop(trial.trial_id, []))
         self.done += 1
         searched = " ".join(f"{k.split('.', 1)[-1]}={v}" for k, v in trial.config.items())
         metric = self.spec.objective.metric
         score = f"{metric} {row[metric]:.3g}" if row.get(metric) is not None and status != "failed" else error or ""
-        self.log(f"[{self.family} {self.done}/{self.total}] #{number} {searched} -> {status} {score} "
+        self.log(f"[{self.space.family}{' ' + self.space.label if self.space.label else ''} {self.done}/{self.total}] #{number} {searched} -> {status} {score} "
                  f"{self.spec.objective.count} {row[self.spec.objective.count]}")
 
 
-def trial_row(spec: SweepSpec, family: str, task: Task, cfg: RunConfig, number: int, trial_id: str | None,
+def trial_row(spec: SweepSpec, space: StudySpace, cfg: RunConfig, number: int, trial_id: str | None,
               status: str, result: dict | None, error: str | None) -> dict[str, Any]:
     """One Parquet row; parameter counts come from the config, so failed trials have them too."""
     result = result or {}
-    counts = param_counts(cfg.model, task.dim_i, task.dim_x, task.dim_out).as_dict()
+    counts = param_counts(cfg.model, *space.dims).as_dict()
     metrics = {k: result.get(k) for k in RESULT_KEYS if k not in ("status", "epoch", "started_at")}
     if status == "pruned":  # stopped before the test set was evaluated
         metrics.update({k: None for k in metrics if k.startswith("test_")})
@@ -220,6 +211,8 @@ def trial_row(spec: SweepSpec, family: str, task: Task, cfg: RunConfig, number: 
     return {
         **metrics,
         "experiment": spec.experiment,
+        "study": space.study,
+        "variant": space.label,
         "trial": number,
         "trial_id": trial_id,
         "status": status,
@@ -233,7 +226,7 @@ def trial_row(spec: SweepSpec, family: str, task: Task, cfg: RunConfig, number: 
     }
 
 
-def reconcile(spec: SweepSpec, family: str, task: Task, study: optuna.Study, store: ResultStore,
+def reconcile(spec: SweepSpec, space: StudySpace, study: optuna.Study, store: ResultStore,
               log: Callable[[str], None] = print) -> int:
     """Make the study and the Parquet rows agree after an interruption; return trials done.
 
@@ -241,65 +234,58 @@ def reconcile(spec: SweepSpec, family: str, task: Task, study: optuna.Study, sto
     trial still RUNNING was interrupted: it is marked FAIL (`interrupted`) and its
     parameters are queued again, so the resumed sweep reruns it.
     """
-    have = store.finished(family)
-    space = spec.families[family]
+    have = store.finished(space.family, space.study)
     states = optuna.trial.TrialState
     for t in study.get_trials(deepcopy=False):
         if t.state == states.RUNNING:
             study._storage.set_trial_user_attr(t._trial_id, "status", "interrupted")
             study._storage.set_trial_state_values(t._trial_id, states.FAIL)
             study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
-            log(f"[{family}] trial #{t.number} was interrupted: queued again")
+            log(f"[{space.study}] trial #{t.number} was interrupted: queued again")
         elif t.state.is_finished() and t.number not in have and t.user_attrs.get("status", "failed") != "interrupted":
             cfg = load_config(space.config(t.params))
             result = t.user_attrs.get("result") or {}
             status = t.user_attrs.get("status", "failed")
             error = None if status != "failed" else "recorded in the study only (driver stopped)"
-            row = trial_row(spec, family, task, cfg, t.number, t.user_attrs.get("ray_trial_id"), status,
+            row = trial_row(spec, space, cfg, t.number, t.user_attrs.get("ray_trial_id"), status,
                             {**{k: math.nan if v is None else v for k, v in result.items()}, "final": True}, error)
-            store.write_trial(family, cfg, row, [])
+            store.write_trial(space.family, space.study, cfg, row, [])
             have.add(t.number)
-            log(f"[{family}] trial #{t.number}: row rebuilt from the study")
+            log(f"[{space.study}] trial #{t.number}: row rebuilt from the study")
     return len(have)
 
 
-def run_family(spec: SweepSpec, family: str, task: Task, out: str, storage_url: str, trials: int,
-               max_concurrent: int | None, log: Callable[[str], None] = print) -> None:
-    """Run the trials still owed for one family (all of them on a fresh sweep)."""
+def run_study(spec: SweepSpec, space: StudySpace, out: str, storage_url: str, trials: int,
+              max_concurrent: int | None, log: Callable[[str], None] = print) -> None:
+    """Run the trials still owed to one study (all of them on a fresh sweep)."""
     store = ResultStore(out)
-    storage = optuna.storages.RDBStorage(storage_url, heartbeat_interval=None)
-    study_name = f"{spec.experiment}-{family}"
+    storage = optuna.storages.RDBStorage(storage_url)
     done = 0
-    if study_name in {s.study_name for s in optuna.get_all_study_summaries(storage)}:
-        done = reconcile(spec, family, task, optuna.load_study(study_name=study_name, storage=storage), store, log)
+    if space.study in {s.study_name for s in optuna.get_all_study_summaries(storage)}:
+        done = reconcile(spec, space, optuna.load_study(study_name=space.study, storage=storage), store, log)
     remaining = trials - done
     if remaining <= 0:
-        log(f"[{family}] all {trials} trials done")
+        log(f"[{space.study}] all {trials} trials done")
         return
-    log(f"[{family}] running {remaining} of {trials} trials")
-    searcher = StudySearch(spec, family, storage, trials)
-    epochs = spec.families[family].base["train"].get("epochs", 30)
+    log(f"[{space.study}] running {remaining} of {trials} trials")
+    searcher = StudySearch(spec, space, storage, trials)
+    epochs = space.base["train"].get("epochs", 30)
     scheduler = (ASHAScheduler(time_attr="epoch", metric=spec.objective.metric, mode="min", max_t=epochs,
                                grace_period=min(spec.budget.grace_epochs, epochs))
                  if spec.early_stopping else None)
-    trainable = tune.with_resources(tune.with_parameters(run_trial, space=spec.families[family]),
+    trainable = tune.with_resources(tune.with_parameters(run_trial, space=space),
                                     {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus})
-    ray_dir = store.root if "://" not in out else out.rstrip("/")
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=remaining,
                                     max_concurrent_trials=max_concurrent or spec.budget.max_concurrent,
                                     reuse_actors=True),
         run_config=tune.RunConfig(
-            name=f"{family}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}",
-            storage_path=f"{ray_dir}/ray",
+            name=f"{space.study}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}",
+            storage_path=f"{store.root if '://' not in out else out.rstrip('/')}/ray",
             failure_config=tune.FailureConfig(max_failures=spec.budget.max_failures),
-            callbacks=[Recorder(spec, family, task, store, searcher, done, trials, log)],
+            callbacks=[Recorder(spec, space, store, searcher, done, trials, log)],
             verbose=0,
         ),
     )
     tuner.fit()
-
-
-def manifest(spec: SweepSpec) -> str:
-    return json.dumps(spec.raw, sort_keys=True, default=str)
