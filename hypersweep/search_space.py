@@ -177,7 +177,7 @@ def load(path: str) -> SweepSpec:
         raw = read_yaml(path)
         return _validate(raw, path)
     except ConfigError as err:
-        raise err if err.file else err.in_file(path.rsplit("/", 1)[-1]) from None
+        raise err if err.file else err.in_file(path) from None
 
 
 def _validate(raw: Any, path: str) -> SweepSpec:

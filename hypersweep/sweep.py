@@ -51,23 +51,24 @@ class DefineByRun:
                 trial.suggest_float(p.name, p.low, p.high, log=p.log, step=p.step)
 
 
-def constraint(trial: optuna.trial.FrozenTrial) -> list[float]:
-    """Optuna constraint (feasible when <= 0): error minus target, set before `tell`."""
-    return trial.user_attrs.get("constraint", [math.inf])
+class GridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid, without `study.stop()` at the end: Ray Tune counts the trials."""
+
+    def after_trial(self, study, trial, state, values) -> None:
+        pass
 
 
 def make_sampler(spec: SweepSpec, space: StudySpace, trials: int) -> optuna.samplers.BaseSampler:
     s = spec.sampler
-    constraints = constraint if spec.objective.type == "constrained" else None
     if s.name == "grid":
-        return optuna.samplers.GridSampler(grid_space(space), seed=s.seed)
+        return GridSampler(grid_space(space), seed=s.seed)
     if s.name == "random":
         return optuna.samplers.RandomSampler(seed=s.seed)
     if s.name == "nsga2":
         return optuna.samplers.NSGAIISampler(population_size=s.population or max(4, min(50, trials // 4)),
-                                             seed=s.seed, constraints_func=constraints)
+                                             seed=s.seed)
     return optuna.samplers.TPESampler(n_startup_trials=s.startup_trials or max(3, min(10, trials // 4)),
-                                      seed=s.seed, multivariate=True, constraints_func=constraints)
+                                      seed=s.seed, multivariate=True)
 
 
 def _json_value(value: Any) -> Any:
@@ -77,9 +78,10 @@ def _json_value(value: Any) -> Any:
 class StudySearch(OptunaSearch):
     """OptunaSearch that records each trial's result on its Optuna trial before `tell`.
 
-    The result and the constraint become user attributes first, so `constraints_func`
-    reads them and a resumed sweep can rebuild a Parquet row from the study alone.
-    Trials stopped early (ASHA) are told PRUNED, diverged ones FAIL.
+    For the constrained objective, `error - target` is set as the trial's constraint
+    (feasible when <= 0), which Optuna's TPE and NSGA-II samplers read when they sample.
+    The result becomes a user attribute, so a resumed sweep can rebuild a Parquet row from
+    the study alone. Trials stopped early (ASHA) are told PRUNED, diverged ones FAIL.
     """
 
     def __init__(self, spec: SweepSpec, space: StudySpace, storage: optuna.storages.BaseStorage, trials: int):
@@ -118,7 +120,7 @@ class StudySearch(OptunaSearch):
         if result:
             ot_trial.set_user_attr("result", {k: _json_value(result.get(k)) for k in RESULT_KEYS if k in result})
         if status in ("ok", "pruned") and o.type == "constrained":
-            ot_trial.set_user_attr("constraint", [result[o.metric] - o.target])
+            ot_trial.set_constraint("error_target", result[o.metric] - o.target)
         if status == "ok":
             count = int(result[o.count])
             values = count if o.type == "constrained" else [result[o.metric], count]
@@ -270,7 +272,9 @@ def run_study(spec: SweepSpec, space: StudySpace, out: str, storage_url: str, tr
     log(f"[{space.study}] running {remaining} of {trials} trials")
     searcher = StudySearch(spec, space, storage, trials)
     epochs = space.base["train"].get("epochs", 30)
-    scheduler = (ASHAScheduler(time_attr="epoch", metric=spec.objective.metric, mode="min", max_t=epochs,
+    # max_t is one past the last epoch: a trial that trains to the end must finish by itself,
+    # after its final report with the test error, not be stopped at its last epoch.
+    scheduler = (ASHAScheduler(time_attr="epoch", metric=spec.objective.metric, mode="min", max_t=epochs + 1,
                                grace_period=min(spec.budget.grace_epochs, epochs))
                  if spec.early_stopping else None)
     trainable = tune.with_resources(tune.with_parameters(run_trial, space=space),

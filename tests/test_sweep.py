@@ -1,0 +1,125 @@
+"""The sweep engine on a real local Ray: Optuna chooses, Tune runs, Parquet records."""
+import math
+
+import optuna
+import pytest
+import ray
+import yaml
+from ray.cluster_utils import Cluster
+
+from hypersweep import frontier
+from hypersweep.results import load_epochs, load_trials
+from hypersweep.search_space import load
+from hypersweep.sweep import run_study
+
+TEACHER = {"name": "teacher", "dim_x": 2, "dim_i": 4, "train_instances": 300, "points": 16}
+
+
+def sweep(tmp_path, families, trials, **top):
+    """Run every study of a small space; return (spec, out, storage URL)."""
+    data = {"experiment": "t", "task": TEACHER, "model": {"activation": "tanh"},
+            "budget": {"trials": trials, "epochs": 3, "max_failures": 0}, "families": families, **top}
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    spec, out, storage = load(str(path)), str(tmp_path / "out"), f"sqlite:///{tmp_path / 'optuna.db'}"
+    for space in spec.studies:
+        run_study(spec, space, out, storage, spec.trials(space), max_concurrent=2, log=lambda line: None)
+    return spec, out, storage
+
+
+def test_every_trial_lands_in_parquet_and_in_its_optuna_study(ray_address, tmp_path):
+    spec, out, storage = sweep(tmp_path, {"hyper": {"primary": {"width": {"low": 1, "high": 8}}},
+                                          "standard": {"primary": {"width": {"low": 2, "high": 32}}}}, trials=3)
+    trials = load_trials(out)
+    assert len(trials) == 6 and set(trials["status"]) == {"ok"}
+    assert sorted(trials["family"].unique()) == ["hyper", "standard"]
+    for family in ("hyper", "standard"):
+        study = optuna.load_study(study_name=f"t-{family}", storage=storage)
+        assert len(study.directions) == 2  # pareto: error and size
+        done = {t.number: t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
+        mine = trials[trials["family"] == family].set_index("trial")
+        assert set(done) == set(mine.index)
+        for number, t in done.items():
+            assert t.values == [pytest.approx(mine.loc[number, "val_error"]), mine.loc[number, "params_primary"]]
+            assert t.params["model.primary.width"] == mine.loc[number, "config.model.primary.width"]
+    assert (load_epochs(out).groupby(["family", "trial"]).size() == 3).all()
+
+
+def test_diverged_and_broken_trials_are_recorded_and_the_sweep_goes_on(ray_address, tmp_path):
+    families = {"hyper": {"train": {"optimizer": "sgd", "lr": {"choices": [0.003, 1e12]},
+                                    "device": {"choices": ["cpu", "cuda:7"]}}}}
+    spec, out, storage = sweep(tmp_path, families, trials=4, sampler={"name": "grid"})
+    trials = load_trials(out).sort_values("trial")
+    by_case = {(r["config.train.lr"], r["config.train.device"]): r for _, r in trials.iterrows()}
+    assert by_case[(0.003, "cpu")]["status"] == "ok"
+    assert by_case[(1e12, "cpu")]["status"] == "diverged" and math.isnan(by_case[(1e12, "cpu")]["val_error"])
+    for lr in (0.003, 1e12):  # no GPU here: the trial raises, and its message is kept
+        failed = by_case[(lr, "cuda:7")]
+        assert failed["status"] == "failed" and failed["error"]
+        assert failed["params_primary"] > 0  # counts come from the config, even for a failed trial
+    states = {t.user_attrs["status"]: t.state for t in optuna.load_study(study_name="t-hyper", storage=storage).trials}
+    assert states["ok"] == optuna.trial.TrialState.COMPLETE
+    assert states["diverged"] == states["failed"] == optuna.trial.TrialState.FAIL
+
+
+def test_the_constrained_objective_prefers_the_smallest_model_that_meets_the_target(ray_address, tmp_path):
+    families = {"standard": {"primary": {"width": {"low": 1, "high": 256, "log": True}, "depth": 1},
+                             "train": {"batch_size": 16}}}
+    spec, out, storage = sweep(tmp_path, families, trials=10, objective={"type": "constrained", "target": 0.3},
+                               sampler={"name": "tpe", "seed": 0, "startup_trials": 5},
+                               budget={"trials": 10, "epochs": 4, "max_failures": 0, "early_stopping": False})
+    trials = load_trials(out)
+    study = optuna.load_study(study_name="t-standard", storage=storage)
+    for t in study.trials:  # the error target reached Optuna's own constraint handling
+        row = trials[trials["trial"] == t.number].iloc[0]
+        assert t.constraints == {"error_target": pytest.approx(row["val_error"] - 0.3)}
+        assert t.value == row["params_primary"]  # the objective is the size alone
+    feasible, infeasible = trials[trials["val_error"] <= 0.3], trials[trials["val_error"] > 0.3]
+    assert len(feasible) >= 2 and len(infeasible) >= 1
+    # Optuna's best is the smallest feasible model: neither the smallest nor the most accurate one.
+    best = study.best_trial
+    assert best.value == feasible["params_primary"].min()
+    assert best.value > infeasible["params_primary"].min()
+    assert best.number != trials.loc[trials["val_error"].idxmin(), "trial"]
+    assert frontier.smallest(trials, [0.3]).iloc[0]["trial"] == best.number
+
+
+def test_asha_stops_weak_trials_early_and_they_are_recorded_as_pruned(ray_address, tmp_path):
+    families = {"standard": {"primary": {"width": {"low": 1, "high": 64, "log": True}}}}
+    spec, out, storage = sweep(tmp_path, families, trials=8, objective={"type": "constrained", "target": 0.05},
+                               sampler={"name": "random"},
+                               budget={"trials": 8, "epochs": 8, "grace_epochs": 1, "max_failures": 0})
+    trials = load_trials(out)
+    pruned = trials[trials["status"] == "pruned"]
+    assert spec.early_stopping and len(pruned) >= 1
+    assert (pruned["epochs"] < 8).all() and pruned["test_error"].isna().all()
+    study = optuna.load_study(study_name="t-standard", storage=storage)
+    assert {t.number for t in study.trials if t.state == optuna.trial.TrialState.PRUNED} == set(pruned["trial"])
+
+
+@pytest.fixture
+def two_nodes():
+    """A head with 1 CPU and a worker node with 1 CPU and a (declared) GPU."""
+    ray.shutdown()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    gpu_node = cluster.add_node(num_cpus=1, num_gpus=1)
+    ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
+    cluster.wait_for_nodes()
+    yield cluster, gpu_node
+    ray.shutdown()
+    cluster.shutdown()
+
+
+@pytest.mark.multinode
+@pytest.mark.slow
+def test_gpu_trials_land_on_the_gpu_node_and_cpu_trials_spread(two_nodes, tmp_path):
+    cluster, gpu_node = two_nodes
+    families = {"hyper": {"primary": {"width": {"low": 1, "high": 8}}}}
+    _, out, _ = sweep(tmp_path / "gpu", families, trials=2, resources={"cpus": 0.5, "gpus": 0.5})
+    gpu = load_trials(out)
+    assert set(gpu["node_id"]) == {gpu_node.node_id}
+    assert set(gpu["device"]) == {"cpu"}  # a declared GPU without CUDA: `auto` falls back to the CPU
+
+    _, out, _ = sweep(tmp_path / "cpu", families, trials=4, resources={"cpus": 1, "gpus": 0})
+    assert load_trials(out)["node_id"].nunique() == 2
