@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ import pandas as pd
 
 from hypersweep.config import ConfigError
 from hypersweep.results import load_epochs, load_trials
-from hypersweep.search_space import Objective, SweepSpec, load
+from hypersweep.search_space import FAMILIES, Objective, SweepSpec, load
 
 DEFAULT_TARGETS = [0.1, 0.01]  # what hypersweep.launch reads the frontier at when the objective names none
 
@@ -38,6 +39,14 @@ class Sweep:
     def experiment(self) -> str:
         return str(self.trials["experiment"].iloc[0])
 
+    @property
+    def task(self) -> str:
+        return str(self.trials["config.task.name"].iloc[0])
+
+    @property
+    def variants(self) -> list[str]:
+        return variant_order(self.trials["variant"])
+
     def targets(self, given: list[float] | None = None) -> list[float]:
         """Error targets, largest first: `given`, else the objective's, else DEFAULT_TARGETS."""
         return sorted(given or self.objective.error_targets or DEFAULT_TARGETS, reverse=True)
@@ -56,6 +65,26 @@ class Sweep:
         table.to_parquet(parquet, index=False)
         table.to_csv(parquet.with_suffix(".csv"), index=False)
         return parquet
+
+
+def variant_order(labels) -> list[str]:
+    """Distinct variant labels with their numbers compared as numbers (dim_i=2 before dim_i=10)."""
+    def key(label: str) -> list:
+        return [float(part) if i % 2 else part for i, part in enumerate(re.split(r"(\d+(?:\.\d+)?)", label))]
+    return sorted(set(labels), key=key)
+
+
+def ordered(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows by variant (numbers as numbers), then family as hyper, embedding, standard; stable otherwise."""
+    rank = {"variant": {v: i for i, v in enumerate(variant_order(table["variant"]))},
+            "family": {f: i for i, f in enumerate(FAMILIES)}}
+    return table.sort_values(["variant", "family"], key=lambda column: column.map(rank[column.name]), kind="stable",
+                             ignore_index=True)
+
+
+def drop_blank_variant(table: pd.DataFrame) -> pd.DataFrame:
+    """`table` without its variant column when the sweep has no variants (every label empty)."""
+    return table if table["variant"].astype(bool).any() else table.drop(columns="variant")
 
 
 def open_sweep(out: str) -> Sweep:
@@ -83,7 +112,7 @@ def parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
 
 def add_objective_options(p: argparse.ArgumentParser) -> None:
     """--targets, --metric, --report and --count, overriding OUT/space.yaml's objective."""
-    p.add_argument("--targets", type=targets_list, help="error targets, e.g. 0.1,0.01 (default: the objective's)")
+    p.add_argument("--targets", type=targets_list, help="error targets, e.g. 0.1,0.01")
     p.add_argument("--metric", choices=["val_error", "test_error"], help="what a trial must bring under a target")
     p.add_argument("--report", choices=["val_error", "test_error"], help="the error the tables report")
     p.add_argument("--count", choices=["params_primary", "params_total"], help="the size that is minimised")

@@ -1,0 +1,104 @@
+"""Error against conditioner depth, hypernetwork against embedding: the paper's rotation figure.
+
+    python -m analysis.depth OUT [--metric test_error]
+
+Per family and conditioner depth (config.model.conditioner.depth), the mean and standard
+deviation of the error over every replica of every ok trial at that depth. A trial reports
+its replicas' mean and population std (`test_error`, `test_error_std`, `seeds` replicas),
+from which the pooled mean and sample std of all replicas follow exactly. Trials at one
+depth pool over whatever else varies, which is only seeds in a grid over depth. Writes
+OUT/analysis/depth.parquet/.csv and depth.png.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis import plots
+from analysis.sweep import NoAnswer, Sweep, open_sweep, ordered, parser, run, variant_order
+
+DEPTH = "config.model.conditioner.depth"
+FAMILIES = ("hyper", "embedding")  # the families with a conditioner
+
+
+def by_depth(trials: pd.DataFrame, metric: str = "test_error") -> pd.DataFrame:
+    """Per variant, family and depth: trials, replicas, pooled mean and sample std of `metric`."""
+    ok = trials[(trials["status"] == "ok") & trials["family"].isin(FAMILIES)].dropna(subset=[metric, DEPTH])
+    ok = ok.assign(depth=ok[DEPTH].astype(int), replicas=ok["seeds"], weighted=ok[metric] * ok["seeds"])
+    keys = ["variant", "family", "depth"]
+    group_mean = ok.groupby(keys)["weighted"].transform("sum") / ok.groupby(keys)["replicas"].transform("sum")
+    # Each trial's replicas sit around the pooled mean by their own spread plus their mean's offset.
+    ok["squares"] = ok["seeds"] * (ok[f"{metric}_std"].fillna(0) ** 2 + (ok[metric] - group_mean) ** 2)
+    table = ok.groupby(keys).agg(trials=("trial", "size"), replicas=("replicas", "sum"),
+                                 weighted=("weighted", "sum"), squares=("squares", "sum")).reset_index()
+    table["mean"] = table["weighted"] / table["replicas"]
+    table["std"] = np.sqrt(table["squares"] / (table["replicas"] - 1)).where(table["replicas"] > 1)
+    return ordered(table.drop(columns=["weighted", "squares"]))
+
+
+def check(table: pd.DataFrame, trials: pd.DataFrame) -> list[str]:
+    """NoAnswer when no family has two depths; else one line per family that is missing."""
+    if table.empty:
+        raise NoAnswer("no ok hyper or embedding trial with a conditioner depth: nothing to plot against depth")
+    depths = table.groupby("family")["depth"].nunique()
+    if depths.max() < 2:
+        raise NoAnswer(f"conditioner depth does not vary (every trial has depth "
+                       f"{', '.join(map(str, sorted(table['depth'].unique())))}): sweep model.conditioner.depth")
+    return [f"no ok {family} trial with a conditioner depth" for family in FAMILIES if family not in depths]
+
+
+def format_depths(table: pd.DataFrame) -> str:
+    """Depths as rows and families as columns, each cell 'mean ± std (replicas)'."""
+    cells = table.assign(cell=[f"{m:.3g} ± {s:.2g} ({r})" for m, s, r in
+                               table[["mean", "std", "replicas"]].itertuples(index=False)])
+    wide = cells.pivot(index=["variant", "depth"], columns="family", values="cell").fillna("-")
+    wide = wide[plots.families(wide.columns)].rename_axis(columns=None)
+    if not table["variant"].astype(bool).any():
+        wide = wide.droplevel("variant")
+    return wide.to_string()
+
+
+def plot_depths(table: pd.DataFrame, metric: str, task: str, path: Path) -> Path:
+    """Mean error against depth with std error bars, families side by side at each depth."""
+    fig, axes = plots.panels(variant_order(table["variant"]))
+    shift = {"hyper": -0.06, "embedding": 0.06}  # so the two families' error bars do not overlap
+    for variant, ax in axes.items():
+        for family in plots.families(table["family"]):
+            rows = table[(table["variant"] == variant) & (table["family"] == family)]
+            ax.errorbar(rows["depth"] + shift[family], rows["mean"], yerr=rows["std"], capsize=3,
+                        color=plots.COLOURS[family], marker=plots.MARKERS[family], label=plots.LABELS[family])
+        ax.set(xlabel="conditioner depth (hidden layers)", xticks=sorted(table["depth"].unique()))
+    next(iter(axes.values())).set_ylabel(plots.error_label(metric, task))
+    replicas = f"{table['replicas'].min()}" + (f"-{table['replicas'].max()}" if table["replicas"].nunique() > 1 else "")
+    fig.suptitle(f"{metric.replace('_', ' ').capitalize()} against conditioner depth: mean ± std over "
+                 f"{replicas} replicas per point", fontsize=10)
+    plots.legend(fig, axes)
+    return plots.save(fig, path)
+
+
+def analyse(sweep: Sweep, args: argparse.Namespace) -> None:
+    table = by_depth(sweep.trials, args.metric)
+    notes = check(table, sweep.trials)
+    if sweep.spec and sweep.spec.sampler.name != "grid":
+        notes.append(f"note: the sampler was {sweep.spec.sampler.name}, not grid: other searched keys vary "
+                     "with depth too")
+    print(f"{args.metric} by conditioner depth: mean ± std over replicas (number of replicas):")
+    print("\n".join([format_depths(table), *notes]))
+    written = [sweep.save(table, "depth"), plot_depths(table, args.metric, sweep.task, sweep.path("depth.png"))]
+    print(f"\nwrote {', '.join(p.name for p in written)} (and depth.csv) in {written[0].parent}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser("analysis.depth", __doc__)
+    p.add_argument("--metric", choices=["test_error", "val_error"], default="test_error",
+                   help="the error to plot (default: test_error)")
+    args = p.parse_args(argv)
+    return run(lambda: analyse(open_sweep(args.out), args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

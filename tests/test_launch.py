@@ -1,0 +1,140 @@
+"""The `python -m hypersweep.launch` command, run as a user runs it (joining the test Ray)."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from hypersweep.results import load_trials
+
+SPACE = {
+    "experiment": "cli",
+    "task": {"name": "teacher", "dim_x": 2, "dim_i": 4, "train_instances": 200, "points": 16},
+    "model": {"activation": "tanh"},
+    "train": {"batch_size": 32},
+    "objective": {"type": "pareto", "targets": [0.5, 0.2]},
+    "budget": {"trials": 2, "epochs": 2, "max_failures": 0},
+    "families": {"hyper": {"primary": {"width": {"low": 1, "high": 8}}},
+                 "embedding": {"primary": {"width": {"low": 2, "high": 64}}, "embedding_dim": 4}},
+}
+
+
+def space_file(tmp_path, **changes):
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump({**SPACE, **changes}, sort_keys=False))
+    return str(path)
+
+
+def launch(address, *args, wait=True):
+    cmd = [sys.executable, "-m", "hypersweep.launch", *args, "--address", address]
+    if not wait:
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+
+def test_a_sweep_runs_every_family_and_ends_with_the_frontier(ray_address, tmp_path):
+    out = tmp_path / "out"
+    proc = launch(ray_address, space_file(tmp_path), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "Smallest architecture per error target" in proc.stdout
+    assert "embedding/hyper" in proc.stdout
+    assert "[hyper 2/2]" in proc.stdout and "[embedding 2/2]" in proc.stdout
+    trials = load_trials(str(out))
+    assert len(trials) == 4 and (out / "optuna.db").exists() and (out / "space.yaml").exists()
+    assert {s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{out / 'optuna.db'}")} == \
+        {"cli-hyper", "cli-embedding"}
+
+
+def test_num_samples_overrides_the_budget(ray_address, tmp_path):
+    proc = launch(ray_address, space_file(tmp_path, families={"hyper": SPACE["families"]["hyper"]}),
+                  "--out", str(tmp_path / "out"), "--num-samples", "3")
+    assert proc.returncode == 0, proc.stderr
+    assert len(load_trials(str(tmp_path / "out"))) == 3
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"families": {"hyper": {"primary": {"width": {"low": 0, "high": 8}}}}},
+     "families.hyper.primary.width: low 0 must be >= 1"),
+    ({"objective": {"type": "constrained", "target": 2}}, "objective.target: must be <= 1"),
+    ({"sampler": {"name": "bayes"}}, "sampler.name: must be one of"),
+])
+def test_bad_input_is_one_line_exit_2_and_nothing_on_disk(ray_address, tmp_path, changes, message):
+    out = tmp_path / "never"
+    proc = launch(ray_address, space_file(tmp_path, **changes), "--out", str(out))
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and message in proc.stderr and "space.yaml" in proc.stderr
+    assert not out.exists()
+
+
+def test_refuses_to_mix_two_experiments_or_escape_the_out_dir(ray_address, tmp_path):
+    space = space_file(tmp_path)
+    unrelated = tmp_path / "thesis"
+    unrelated.mkdir()
+    (unrelated / "chapter1.tex").write_text("precious")
+    for args, message in [
+        (["--out", str(unrelated)], "is not empty"),
+        (["--out", str(unrelated), "--resume"], "no sweep to resume"),
+        (["--out", f"{tmp_path}/a/../b"], "'..'"),
+        (["--out", str(tmp_path / "fresh"), "--resume"], "no sweep to resume"),
+    ]:
+        proc = launch(ray_address, space, *args)
+        assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr)
+    assert [p.name for p in unrelated.iterdir()] == ["chapter1.tex"]
+
+
+def wait_for(predicate, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    raise TimeoutError
+
+
+def rows(out: Path) -> list[Path]:
+    return list(out.glob("trials/family=*/*.parquet"))
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_resumes_and_records_each_trial_exactly_once(ray_address, tmp_path):
+    out = tmp_path / "out"
+    space = space_file(tmp_path, budget={"trials": 6, "epochs": 3, "max_concurrent": 1, "max_failures": 0},
+                       families={"hyper": SPACE["families"]["hyper"]})
+    proc = launch(ray_address, space, "--out", str(out), wait=False)
+    wait_for(lambda: len(rows(out)) >= 2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert len(rows(out)) < 6
+
+    again = launch(ray_address, space, "--out", str(out))
+    assert again.returncode == 2 and "--resume" in again.stderr  # no silent mixing
+
+    resumed = launch(ray_address, "--out", str(out), "--resume")  # the space saved in --out
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    trials = load_trials(str(out))
+    assert len(trials) == 6 and trials["trial"].is_unique
+    study = optuna.load_study(study_name="cli-hyper", storage=f"sqlite:///{out / 'optuna.db'}")
+    complete = {t.number for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
+    assert complete == set(trials["trial"])
+    assert not list(out.rglob(".tmp-*"))
+
+
+@pytest.mark.slow
+def test_a_second_sweep_into_a_busy_out_refuses(ray_address, tmp_path):
+    out = tmp_path / "out"
+    space = space_file(tmp_path, budget={"trials": 3, "epochs": 3, "max_concurrent": 1, "max_failures": 0},
+                       families={"hyper": SPACE["families"]["hyper"]})
+    first = launch(ray_address, space, "--out", str(out), wait=False)
+    wait_for(lambda: (out / "sweep.json").exists())
+    second = launch(ray_address, "--out", str(out), "--resume")
+    assert second.returncode == 2 and "another sweep is running" in second.stderr
+    other = launch(ray_address, space, "--out", str(tmp_path / "other"))
+    assert other.returncode == 0, other.stderr  # a different --out runs alongside
+    assert first.wait(timeout=300) == 0
+    assert len(load_trials(str(out))) == 3 and len(load_trials(str(tmp_path / "other"))) == 3
+    assert not (out / ".lock").exists()
