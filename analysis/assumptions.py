@@ -37,7 +37,7 @@ def disagreement_by_epoch(curves: pd.DataFrame) -> pd.DataFrame:
     grouped = curves.groupby(["family", "epoch"])["replica_disagreement"]
     table = grouped.agg(trials="size", median="median", q25=lambda d: d.quantile(0.25),
                         q75=lambda d: d.quantile(0.75)).reset_index()
-    return table.assign(variant="").pipe(ordered).drop(columns="variant")
+    return ordered(table)
 
 
 def disagreement_falls(curves: pd.DataFrame) -> pd.DataFrame:
@@ -48,13 +48,24 @@ def disagreement_falls(curves: pd.DataFrame) -> pd.DataFrame:
     table = per_trial.groupby("family").agg(trials=("falls", "size"), falling=("falls", "sum"),
                                             median_first=("first", "median"), median_last=("last", "median"))
     table["fraction"] = table["falling"] / table["trials"]
-    return table.reset_index().assign(variant="").pipe(ordered).drop(columns="variant")
+    return ordered(table.reset_index())
 
 
-def one_hidden_layer(trials: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Ok standard trials with one hidden layer: the width sweep of Assumption 2."""
+def one_hidden_layer(trials: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, list[str]]:
+    """The width sweep of Assumption 2: ok standard trials with one hidden layer, in variants with two widths or more.
+
+    Also one line per variant (or for the sweep) that has no such sweep.
+    """
     chosen = (trials["status"] == "ok") & (trials["family"] == "standard") & (trials[DEPTH] == 1)
-    return trials[chosen].dropna(subset=[metric]).rename(columns={WIDTH: "width"})
+    narrow = trials[chosen].dropna(subset=[metric]).rename(columns={WIDTH: "width"})
+    widths = narrow.groupby("variant")["width"].nunique().reindex(variant_order(trials["variant"]), fill_value=0)
+    missing = []
+    for variant, n in widths[widths < 2].items():
+        where = f" in {variant}" if variant else ""
+        found = f"no ok standard trial with one hidden layer{where}" if n == 0 else \
+            f"the ok one-hidden-layer standard trials{where} all have one width"
+        missing.append(f"Assumption 2: {found}; the check needs a sweep over width")
+    return narrow[narrow["variant"].isin(widths[widths >= 2].index)], missing
 
 
 def error_by_width(narrow: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -112,16 +123,13 @@ def analyse(sweep: Sweep, args: argparse.Namespace) -> None:
               end="\n\n")
         written += [sweep.save(falls, "assumption1"), sweep.save(by_epoch, "disagreement"),
                     plot_disagreement(by_epoch, sweep.path("assumption1.png"))]
-    narrow = one_hidden_layer(sweep.trials, args.metric)
-    widths = narrow.groupby("variant")["width"].nunique()
-    missing += [f"Assumption 2: {'no' if not len(widths) else 'only one'} width among ok standard trials with "
-                f"one hidden layer{f' ({v})' if v else ''}; the check needs a width sweep"
-                for v, n in (widths[widths < 2].items() if len(widths) else [("", 0)])]
-    narrow = narrow[narrow["variant"].isin(widths[widths >= 2].index)]
+    narrow, unanswered = one_hidden_layer(sweep.trials, args.metric)
+    missing += unanswered
     if not narrow.empty:
         by_width, rho = error_by_width(narrow, args.metric), rank_correlations(narrow, args.metric)
-        print(f"Assumption 2: {args.metric} of one-hidden-layer standard networks by width; Spearman rank "
-              f"correlation of width and error: {', '.join(f'{v} {r:.2f}' if v else f'{r:.2f}' for v, r in rho.items())}")
+        correlations = ", ".join(f"{v} {r:.2f}" if v else f"{r:.2f}" for v, r in rho.items())
+        print(f"Assumption 2: {args.metric} of one-hidden-layer standard networks by width "
+              f"(Spearman correlation of width and error: {correlations})")
         print(drop_blank_variant(by_width).to_string(index=False, float_format="{:.3g}".format), end="\n\n")
         written += [sweep.save(by_width.merge(rho.reset_index(), on="variant"), "assumption2"),
                     plot_width(narrow, by_width, rho, args.metric, sweep.task, sweep.path("assumption2.png"))]

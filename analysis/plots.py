@@ -40,7 +40,7 @@ def error_label(metric: str, task: str) -> str:
 def panels(variants: list[str], height: float = 3.6) -> tuple[Figure, dict[str, Axes]]:
     """A figure with one axis per variant, side by side (a single axis when there are no variants)."""
     fig, axes = plt.subplots(1, len(variants), figsize=(4.6 * len(variants) + 0.6, height), sharey=True,
-                             squeeze=False)
+                             squeeze=False, layout="constrained")
     for ax, variant in zip(axes[0], variants):
         if variant:
             ax.set_title(variant)
@@ -63,7 +63,6 @@ def legend(fig: Figure, axes: dict[str, Axes]) -> None:
 
 
 def save(fig: Figure, path: Path) -> Path:
-    fig.tight_layout()
     fig.savefig(path, bbox_inches="tight")  # keeps legends placed outside the axes
     plt.close(fig)
     return path

@@ -76,10 +76,10 @@ def variant_order(labels) -> list[str]:
 
 def ordered(table: pd.DataFrame) -> pd.DataFrame:
     """Rows by variant (numbers as numbers), then family as hyper, embedding, standard; stable otherwise."""
-    rank = {"variant": {v: i for i, v in enumerate(variant_order(table["variant"]))},
+    rank = {"variant": {v: i for i, v in enumerate(variant_order(table.get("variant", [])))},
             "family": {f: i for i, f in enumerate(FAMILIES)}}
-    return table.sort_values(["variant", "family"], key=lambda column: column.map(rank[column.name]), kind="stable",
-                             ignore_index=True)
+    keys = [k for k in rank if k in table]
+    return table.sort_values(keys, key=lambda column: column.map(rank[column.name]), kind="stable", ignore_index=True)
 
 
 def drop_blank_variant(table: pd.DataFrame) -> pd.DataFrame:

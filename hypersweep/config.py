@@ -7,6 +7,7 @@ print one line (`run.yaml: model.primary.width: must be >= 1, got 0`) and exit 2
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ class ConfigError(ValueError):
         super().__init__(key, message, file)
         self.key, self.message, self.file = key, message, file
 
-    def in_file(self, file: str) -> "ConfigError":
+    def in_file(self, file: str) -> ConfigError:
         return ConfigError(self.key, self.message, file)
 
     def __str__(self) -> str:
@@ -91,11 +92,6 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
             raise ConfigError(key, f"expected an integer, got {value!r}")
         return value
     if tp is float:
-        if isinstance(value, str):
-            try:  # YAML 1.1 reads `1e-3` as a string
-                value = float(value)
-            except ValueError:
-                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(key, f"expected a number, got {value!r}")
         return float(value)
@@ -129,11 +125,22 @@ def to_dict(cfg: Any) -> dict:
     return dataclasses.asdict(cfg)
 
 
+class _Loader(yaml.SafeLoader):
+    """The safe loader, reading `1e-3` as a number as YAML 1.2 does (1.1 wants `1.0e-3`)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d[\d_]*)?(?:\.\d*)?[eE][-+]?\d+$"),
+    list("-+0123456789."),
+)
+
+
 def read_yaml(path: str) -> Any:
     """Read YAML safely; syntax errors become a one-line ConfigError."""
     try:
         with open(path, encoding="utf-8") as fh:
-            return yaml.safe_load(fh)
+            return yaml.load(fh, Loader=_Loader)
     except FileNotFoundError:
         raise ConfigError("", "file not found", path) from None
     except yaml.YAMLError as err:

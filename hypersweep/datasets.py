@@ -164,7 +164,7 @@ def _cifar10(data_dir: str) -> Images:
             raise ConfigError(KEY, f"{path} not found: put {WHAT['cifar10']} in {data_dir}, "
                                    "or set task.download: true")
     *train, test = [_read_cifar10(path) for path in paths]
-    images, labels = zip(*train)
+    images, labels = zip(*train, strict=True)
     return Images(torch.cat(images), torch.cat(labels), *test)
 
 

@@ -13,6 +13,7 @@ optimiser such as Adam or SGD trains the replicas exactly as R separate runs wou
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -42,7 +43,7 @@ def gain(activation: str) -> float:
 def layer_shapes(fan_in: int, fan_out: int, mlp: MLPConfig) -> list[tuple[int, int]]:
     """(in, out) of each linear layer of an MLP with `mlp.depth` hidden layers."""
     dims = [fan_in] + [mlp.width] * mlp.depth + [fan_out]
-    return list(zip(dims[:-1], dims[1:]))
+    return list(itertools.pairwise(dims))
 
 
 def mlp_params(fan_in: int, fan_out: int, mlp: MLPConfig, bias: bool = True) -> int:

@@ -55,6 +55,7 @@ TRIAL_COLUMNS: dict[str, pa.DataType] = {
     "wall_s": pa.float64(),
     "samples_per_s": pa.float64(),
     "device": pa.string(),
+    "threads": pa.int64(),  # torch threads the trial trained with (= its CPUs)
     "node": pa.string(),
     "node_id": pa.string(),
     "started_at": pa.timestamp("ms", tz="UTC"),

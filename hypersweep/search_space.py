@@ -196,7 +196,7 @@ def _validate(raw: Any, path: str) -> SweepSpec:
             raise ConfigError(f"variants.{key}", "expected a non-empty list of values")
     studies = []
     for values in itertools.product(*top.variants.values()):
-        variant = dict(zip(top.variants, values))
+        variant = dict(zip(top.variants, values, strict=True))
         common = _assign({"task": dict(top.task), "model": dict(top.model), "train": dict(top.train)}, variant)
         if top.budget.epochs:
             common["train"]["epochs"] = top.budget.epochs
@@ -236,7 +236,8 @@ def _study_space(top: _Top, family: str, body: Any, variant: dict, common: dict,
         elif key in MODEL_KEYS:
             section, value = "model", {key: value}
         else:
-            raise ConfigError(f"{where}.{key}", f"unknown key (expected train or one of {', '.join(sorted(MODEL_KEYS))})")
+            expected = ", ".join(sorted(MODEL_KEYS))
+            raise ConfigError(f"{where}.{key}", f"unknown key (expected train or one of {expected})")
         _collect(value, section, f"{where}.train" if key == "train" else where, base, params, origin)
 
     for p in params:

@@ -13,9 +13,10 @@ import dataclasses
 import math
 import socket
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import optuna
 import ray
@@ -32,7 +33,7 @@ from hypersweep.train import load_config, train
 
 RESULT_KEYS = ("status", "val_error", "val_error_std", "val_error_max", "test_error", "test_error_std",
                "test_error_max", "replica_disagreement", "train_loss", "epoch", "wall_s", "samples_per_s",
-               "device", "node", "node_id", "started_at")
+               "device", "threads", "node", "node_id", "started_at")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,7 +145,7 @@ def run_trial(config: dict, space: StudySpace) -> None:
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=cfg.train.threads or max(1, int(cpus))))
     meta = {"node": socket.gethostname(), "node_id": ray.get_runtime_context().get_node_id(),
-            "started_at": time.time()}
+            "threads": cfg.train.threads, "started_at": time.time()}
     task = build_task(cfg.task)
     counts = param_counts(cfg.model, task.dim_i, task.dim_x, task.dim_out).as_dict()
     final = train(cfg, on_epoch=lambda m: tune.report({**m, **counts, **meta}), task=task)
@@ -197,8 +198,9 @@ class Recorder(tune.Callback):
         searched = " ".join(f"{k.split('.', 1)[-1]}={v}" for k, v in trial.config.items())
         metric = self.spec.objective.metric
         score = f"{metric} {row[metric]:.3g}" if row.get(metric) is not None and status != "failed" else error or ""
-        self.log(f"[{self.space.family}{' ' + self.space.label if self.space.label else ''} {self.done}/{self.total}] #{number} {searched} -> {status} {score} "
-                 f"{self.spec.objective.count} {row[self.spec.objective.count]}")
+        name = f"{self.space.family} {self.space.label}".strip()
+        count = self.spec.objective.count
+        self.log(f"[{name} {self.done}/{self.total}] #{number} {searched} -> {status} {score} {count} {row[count]}")
 
 
 def trial_row(spec: SweepSpec, space: StudySpace, cfg: RunConfig, number: int, trial_id: str | None,

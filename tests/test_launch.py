@@ -1,5 +1,4 @@
 """The `python -m hypersweep.launch` command, run as a user runs it (joining the test Ray)."""
-import os
 import signal
 import subprocess
 import sys
@@ -50,9 +49,12 @@ def test_a_sweep_runs_every_family_and_ends_with_the_frontier(ray_address, tmp_p
         {"cli-hyper", "cli-embedding"}
 
 
-def test_num_samples_overrides_the_budget(ray_address, tmp_path):
-    proc = launch(ray_address, space_file(tmp_path, families={"hyper": SPACE["families"]["hyper"]}),
-                  "--out", str(tmp_path / "out"), "--num-samples", "3")
+def test_launch_py_runs_as_a_script_path_and_num_samples_overrides_the_budget(ray_address, tmp_path):
+    # `ray submit CLUSTER.yaml hypersweep/launch.py -- ...` runs the file as a script.
+    script = Path(__file__).resolve().parent.parent / "hypersweep" / "launch.py"
+    space = space_file(tmp_path, families={"hyper": SPACE["families"]["hyper"]})
+    proc = subprocess.run([sys.executable, str(script), space, "--out", str(tmp_path / "out"), "--num-samples", "3",
+                           "--address", ray_address], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert len(load_trials(str(tmp_path / "out"))) == 3
 

@@ -27,7 +27,7 @@ def test_task_shapes_and_kind() -> None:
         assert split.x.shape == (len(split), 10, 2)
         assert split.y.shape == (len(split), 10, 1) and split.y.dtype == torch.float32
         assert split.x.abs().max() <= 1
-        assert 0 <= split.y.min() and split.y.max() <= 1
+        assert split.y.min() >= 0 and split.y.max() <= 1
 
 
 def test_all_points_are_every_pixel_in_raster_order() -> None:

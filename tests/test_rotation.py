@@ -73,7 +73,7 @@ def test_task_shapes_and_kind() -> None:
         assert split.I.shape == (len(split), 64) and split.I.dtype == torch.float32
         assert split.x.shape == (len(split), 4, 64) and split.x.dtype == torch.float32
         assert split.y.shape == (len(split), 4) and split.y.dtype == torch.int64
-        assert 0 <= split.y.min() and split.y.max() < 12
+        assert split.y.min() >= 0 and split.y.max() < 12
 
 
 def test_splits_never_share_an_image() -> None:

@@ -29,10 +29,10 @@ def sweep(tmp_path, families, trials, **top):
 
 
 def test_every_trial_lands_in_parquet_and_in_its_optuna_study(ray_address, tmp_path):
-    spec, out, storage = sweep(tmp_path, {"hyper": {"primary": {"width": {"low": 1, "high": 8}}},
+    _, out, storage = sweep(tmp_path, {"hyper": {"primary": {"width": {"low": 1, "high": 8}}},
                                           "standard": {"primary": {"width": {"low": 2, "high": 32}}}}, trials=3)
     trials = load_trials(out)
-    assert len(trials) == 6 and set(trials["status"]) == {"ok"}
+    assert len(trials) == 6 and set(trials["status"]) == {"ok"} and set(trials["threads"]) == {1}
     assert sorted(trials["family"].unique()) == ["hyper", "standard"]
     for family in ("hyper", "standard"):
         study = optuna.load_study(study_name=f"t-{family}", storage=storage)
@@ -49,8 +49,9 @@ def test_every_trial_lands_in_parquet_and_in_its_optuna_study(ray_address, tmp_p
 def test_diverged_and_broken_trials_are_recorded_and_the_sweep_goes_on(ray_address, tmp_path):
     families = {"hyper": {"train": {"optimizer": "sgd", "lr": {"choices": [0.003, 1e12]},
                                     "device": {"choices": ["cpu", "cuda:7"]}}}}
-    spec, out, storage = sweep(tmp_path, families, trials=4, sampler={"name": "grid"})
+    _, out, storage = sweep(tmp_path, families, trials=4, sampler={"name": "grid"}, resources={"cpus": 2})
     trials = load_trials(out).sort_values("trial")
+    assert set(trials["threads"].dropna()) == {2}  # torch threads follow the trial's CPUs
     by_case = {(r["config.train.lr"], r["config.train.device"]): r for _, r in trials.iterrows()}
     assert by_case[(0.003, "cpu")]["status"] == "ok"
     assert by_case[(1e12, "cpu")]["status"] == "diverged" and math.isnan(by_case[(1e12, "cpu")]["val_error"])
@@ -66,7 +67,7 @@ def test_diverged_and_broken_trials_are_recorded_and_the_sweep_goes_on(ray_addre
 def test_the_constrained_objective_prefers_the_smallest_model_that_meets_the_target(ray_address, tmp_path):
     families = {"standard": {"primary": {"width": {"low": 1, "high": 256, "log": True}, "depth": 1},
                              "train": {"batch_size": 16}}}
-    spec, out, storage = sweep(tmp_path, families, trials=10, objective={"type": "constrained", "target": 0.3},
+    _, out, storage = sweep(tmp_path, families, trials=10, objective={"type": "constrained", "target": 0.3},
                                sampler={"name": "tpe", "seed": 0, "startup_trials": 5},
                                budget={"trials": 10, "epochs": 4, "max_failures": 0, "early_stopping": False})
     trials = load_trials(out)
@@ -114,7 +115,7 @@ def two_nodes():
 @pytest.mark.multinode
 @pytest.mark.slow
 def test_gpu_trials_land_on_the_gpu_node_and_cpu_trials_spread(two_nodes, tmp_path):
-    cluster, gpu_node = two_nodes
+    _, gpu_node = two_nodes
     families = {"hyper": {"primary": {"width": {"low": 1, "high": 8}}}}
     _, out, _ = sweep(tmp_path / "gpu", families, trials=2, resources={"cpus": 0.5, "gpus": 0.5})
     gpu = load_trials(out)

@@ -31,6 +31,19 @@ def test_a_hypernetwork_with_a_17_parameter_g_learns_the_teacher():
     assert epochs[-1]["val_error"] < epochs[0]["val_error"] / 2
 
 
+@pytest.mark.parametrize("family", ["hyper", "embedding"])
+def test_both_families_beat_chance_on_digits_rotation_within_a_few_epochs(family):
+    cfg = load_config({
+        "task": {"name": "rotation", "dataset": "digits"},
+        "model": {"family": family, "primary": {"width": 10, "depth": 1}, "primary_bias": family != "hyper",
+                  "conditioner": {"width": 100, "depth": 2}, "embedding_dim": 16},
+        "train": {"epochs": 5, "lr": 3e-3},
+    })
+    result = train(cfg)
+    chance = 11 / 12
+    assert result["test_error"] < 0.8 * chance
+
+
 def test_same_config_and_seed_give_identical_metrics():
     timing = {"wall_s", "samples_per_s"}
     a, b = (train(config(epochs=3)) for _ in range(2))

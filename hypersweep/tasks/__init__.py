@@ -37,10 +37,10 @@ class Split:
     def points(self) -> int:
         return self.x.shape[1]
 
-    def to(self, device: torch.device | str) -> "Split":
+    def to(self, device: torch.device | str) -> Split:
         return Split(self.I.to(device), self.x.to(device), self.y.to(device))
 
-    def take(self, idx: torch.Tensor) -> "Split":
+    def take(self, idx: torch.Tensor) -> Split:
         return Split(self.I[idx], self.x[idx], self.y[idx])
 
 

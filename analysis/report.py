@@ -1,0 +1,185 @@
+"""Everything a sweep's data support, as one Markdown report with its figures.
+
+    python -m analysis.report OUT [--targets 0.1,0.01] [--metric M] [--report M] [--count C] [--bootstrap 1000]
+
+Writes OUT/report/report.md and its PNG figures beside it: Pareto fronts, the smallest
+architecture per target (--targets, else the objective's) with ratios to the hypernetwork,
+the scaling fit (at each family's own grid of targets), error against conditioner depth
+(for a grid over it) and the two assumptions (when replicas or a width sweep exist). A
+section the data cannot support is one line saying why. The tables as Parquet come from the
+individual scripts (analysis.frontier etc.).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+import pandas as pd
+
+from analysis import assumptions, depth, frontier, scaling
+from analysis.sweep import (NoAnswer, Sweep, add_objective_options, drop_blank_variant, objective, open_sweep,
+                            parser, run)
+from hypersweep.frontier import ratios
+
+FOLDER = "report"
+
+
+def markdown(table: pd.DataFrame) -> list[str]:
+    """A pipe table: numbers right-aligned, floats to 3 significant digits, missing values as '-'."""
+    def cell(value) -> str:
+        if pd.isna(value):
+            return "-"
+        if isinstance(value, float):
+            return f"{value:.3g}"
+        return f"{value:,}" if isinstance(value, int) else str(value)
+
+    align = ["---:" if pd.api.types.is_numeric_dtype(table[c]) else "---" for c in table.columns]
+    rows = [[cell(v) for v in row] for row in table.astype(object).itertuples(index=False)]
+    return ["| " + " | ".join(line) + " |" for line in [list(map(str, table.columns)), align, *rows]]
+
+
+def duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
+def header(sweep: Sweep) -> list[str]:
+    t = sweep.trials
+    statuses = ", ".join(f"{n} {s}" for s, n in t["status"].value_counts().items())
+    families = ", ".join(f"{f} {n}" for f, n in t["family"].value_counts().items())
+    span = f"{t['started_at'].min():%Y-%m-%d %H:%M} to {t['finished_at'].max():%Y-%m-%d %H:%M} UTC"
+    return [f"# {sweep.experiment}: sweep report", "",
+            f"- experiment `{sweep.experiment}`, task `{sweep.task}`, results in `{sweep.out}`",
+            f"- {len(t)} trials: {statuses} ({families})",
+            f"- wall time: {duration(t['wall_s'].sum())} of training summed over trials; run {span}",
+            f"- hypersweep {t['version'].iloc[0]}, commit {str(t['git_commit'].iloc[0])[:10]}; "
+            f"report written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC", ""]
+
+
+def architecture(row: pd.Series) -> str:
+    """'17x1' for the primary net, plus the conditioner and embedding where the family has them."""
+    parts = [f"{int(row['primary.width'])}×{int(row['primary.depth'])}"]
+    if row["family"] != "standard":
+        parts.append(f"conditioner {int(row['conditioner.width'])}×{int(row['conditioner.depth'])}")
+    if row["family"] == "embedding":
+        parts.append(f"emb {int(row['embedding_dim'])}")
+    return ", ".join(parts)
+
+
+def pareto_section(sweep: Sweep, metric: str, report: str, count: str) -> list[str]:
+    front = frontier.pareto(sweep.trials, metric, report, count)
+    if front.empty:
+        raise NoAnswer("no trial finished ok: there is no Pareto front")
+    frontier.plot_pareto(sweep.trials, front, metric, count, sweep.task, sweep.path("pareto.png", FOLDER))
+    return [f"Every ok trial (faint) and each family's Pareto front of ({count}, {metric}).", "",
+            "![Pareto fronts](pareto.png)"]
+
+
+def frontier_section(sweep: Sweep, targets: list[float], metric: str, report: str, count: str) -> list[str]:
+    table = frontier.frontier(sweep.trials, targets, metric, report, count)
+    found = table[table["found"]]
+    shown = pd.DataFrame({"variant": found["variant"], "family": found["family"], "target": found["target"],
+                          count: found[count].astype(int), "params_total": found["params_total"].astype(int),
+                          report: found[report], "architecture": found.apply(architecture, axis=1),
+                          "trial": found["trial"].astype(int)}).loc[:, lambda t: ~t.columns.duplicated()]
+    lines = [f"A trial meets a target when its {metric} is at most the target; {report} is reported.", "",
+             *markdown(drop_blank_variant(shown)), "", *frontier.unmet(table)]
+    ratio = ratios(table, count)
+    if ratio.filter(like="/").notna().any().any():
+        lines += ["", f"Ratio of {count} to the hypernetwork's at equal target:", "",
+                  *markdown(drop_blank_variant(ratio.dropna(how="all", subset=ratio.filter(like="/").columns)))]
+    else:
+        lines += ["", frontier.format_ratios(ratio, count)]
+    frontier.plot_frontier(table, metric, count, sweep.path("frontier.png", FOLDER))
+    return [*lines, "", "![Smallest model per target](frontier.png)"]
+
+
+def scaling_section(sweep: Sweep, metric: str, count: str, samples: int) -> list[str]:
+    fits, points = scaling.fit(sweep.trials, metric, count, samples=samples)
+    notes = scaling.skipped(fits)
+    if fits["slope"].isna().all():
+        raise NoAnswer("; ".join(notes))
+    fitted = fits.dropna(subset=["slope"])
+    shown = fitted[["variant", "family", "trials", "target_low", "target_high", "slope", "slope_low", "slope_high"]]
+    lines = [f"Least-squares slope of log({count}) against log(1/ε) over each family's frontier at "
+             f"{fitted['targets'].max()} log-spaced targets spanning its Pareto front; interval: "
+             f"{scaling.LEVEL:.0%} percentile bootstrap over {samples} resamples of the trials.", "",
+             *markdown(drop_blank_variant(shown)), "", *notes]
+    dims = scaling.by_dim(fits)
+    if dims is not None:
+        scaling.plot_by_dim(fits, count, sweep.path("scaling_by_n.png", FOLDER))
+        lines += ["", "Slope by n = dim_i (the paper predicts growth with n for embedding, not for hyper):", "",
+                  *markdown(dims.reset_index()), "", "![Slope by n](scaling_by_n.png)"]
+    scaling.plot_fits(fits, points, metric, count, sweep.path("scaling.png", FOLDER))
+    return [*lines, "", "![Scaling fits](scaling.png)"]
+
+
+def depth_section(sweep: Sweep) -> list[str]:
+    table = depth.by_depth(sweep.trials)
+    notes = depth.check(table, sweep.trials)
+    if sweep.spec and sweep.spec.sampler.name != "grid":
+        raise NoAnswer(f"conditioner depth varies, but under the {sweep.spec.sampler.name} sampler rather than a "
+                       "grid; `python -m analysis.depth OUT` plots it anyway")
+    depth.plot_depths(table, "test_error", sweep.task, sweep.path("depth.png", FOLDER))
+    shown = table.assign(mean=table["mean"].round(4), std=table["std"].round(4))
+    return ["Test error over every replica of every ok trial at each depth (mean, sample std).", "",
+            *markdown(drop_blank_variant(shown)), "", *notes, "", "![Error against depth](depth.png)"]
+
+
+def assumptions_section(sweep: Sweep, metric: str) -> list[str]:
+    lines = []
+    curves = assumptions.replicated_curves(sweep.epochs(), sweep.trials)
+    if curves.empty:
+        lines += ["Assumption 1: no ok trial trained with seeds > 1, so no replica disagreement to follow.", ""]
+    else:
+        falls, by_epoch = assumptions.disagreement_falls(curves), assumptions.disagreement_by_epoch(curves)
+        assumptions.plot_disagreement(by_epoch, sweep.path("assumption1.png", FOLDER))
+        lines += ["Assumption 1: replica disagreement after the first and the last epoch; `falling` counts the "
+                  "trials whose disagreement fell.", "", *markdown(falls), "", "![Assumption 1](assumption1.png)", ""]
+    narrow, missing = assumptions.one_hidden_layer(sweep.trials, metric)
+    if not narrow.empty:
+        by_width, rho = assumptions.error_by_width(narrow, metric), assumptions.rank_correlations(narrow, metric)
+        assumptions.plot_width(narrow, by_width, rho, metric, sweep.task, sweep.path("assumption2.png", FOLDER))
+        lines += [f"Assumption 2: {metric} of one-hidden-layer standard networks by width; Spearman correlation "
+                  f"of width and error: {', '.join(f'{v} {r:.2f}' if v else f'{r:.2f}' for v, r in rho.items())}.",
+                  "", *markdown(drop_blank_variant(by_width)), "", "![Assumption 2](assumption2.png)"]
+    return [*lines, *missing]
+
+
+def section(title: str, build: Callable[[], list[str]]) -> list[str]:
+    """A titled section, or its title and the one line saying why the data cannot support it."""
+    try:
+        body = build()
+    except NoAnswer as err:
+        body = [f"{err}."]
+    return [f"## {title}", "", *body, ""]
+
+
+def analyse(sweep: Sweep, args: argparse.Namespace) -> None:
+    metric, report, count = objective(sweep, args)
+    lines = [*header(sweep),
+             *section("Pareto fronts", lambda: pareto_section(sweep, metric, report, count)),
+             *section("Smallest architecture per error target",
+                      lambda: frontier_section(sweep, sweep.targets(args.targets), metric, report, count)),
+             *section("Scaling with accuracy", lambda: scaling_section(sweep, metric, count, args.bootstrap)),
+             *section("Error against conditioner depth", lambda: depth_section(sweep)),
+             *section("Assumptions", lambda: assumptions_section(sweep, report))]
+    path = sweep.path("report.md", FOLDER)
+    path.write_text("\n".join(lines))
+    figures = sorted(p.name for p in path.parent.glob("*.png"))
+    print(f"wrote {path} with {len(figures)} figures ({', '.join(figures)})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser("analysis.report", __doc__)
+    add_objective_options(p)
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the scaling interval")
+    args = p.parse_args(argv)
+    return run(lambda: analyse(open_sweep(args.out), args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
