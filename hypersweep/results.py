@@ -30,10 +30,11 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from hypersweep import __version__
+from hypersweep import __version__, failpoints
 from hypersweep.config import RunConfig
 
 SCHEMA_VERSION = "1"
+TMP_PREFIX = ".tmp-"  # dataset readers skip files starting with "."
 
 TRIAL_COLUMNS: dict[str, pa.DataType] = {
     "experiment": pa.string(),
@@ -52,6 +53,7 @@ TRIAL_COLUMNS: dict[str, pa.DataType] = {
     "epochs": pa.int64(),
     "seed": pa.int64(),
     "seeds": pa.int64(),
+    "retries": pa.int64(),  # times Ray Tune restarted the trial after a failure
     "wall_s": pa.float64(),
     "samples_per_s": pa.float64(),
     "device": pa.string(),
@@ -164,11 +166,22 @@ class ResultStore:
     def _path(self, kind: str, family: str, study: str, trial: int) -> str:
         return f"{self.root}/{kind}/family={family}/{study}-{trial:06d}.parquet"
 
-    def _write(self, table: pa.Table, path: str) -> None:
+    def _write(self, table: pa.Table, path: str, trial: int) -> None:
         self.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-        tmp = f"{path.rsplit('/', 1)[0]}/.tmp-{uuid.uuid4().hex}"
+        tmp = f"{path.rsplit('/', 1)[0]}/{TMP_PREFIX}{uuid.uuid4().hex}"
         pq.write_table(table, tmp, filesystem=self.fs)
+        failpoints.reached("before_rename", trial)
         self.fs.move(tmp, path)
+
+    def remove_partial_files(self) -> int:
+        """Delete temporary files a crash left behind; return how many."""
+        found = [info.path for kind in ("trials", "epochs")
+                 for info in self.fs.get_file_info(pafs.FileSelector(f"{self.root}/{kind}", recursive=True,
+                                                                      allow_not_found=True))
+                 if info.base_name.startswith(TMP_PREFIX)]
+        for path in found:
+            self.fs.delete_file(path)
+        return len(found)
 
     def write_trial(self, family: str, study: str, cfg: RunConfig, row: dict[str, Any], epochs: list[dict]) -> None:
         """Write a trial's learning curve, then its row (the row marks it finished)."""
@@ -176,12 +189,12 @@ class ResultStore:
         key["config_hash"] = config_hash(cfg)
         curve = [{**{k: _clean(e.get(k)) for k in EPOCH_COLUMNS}, **key} for e in epochs]
         self._write(pa.Table.from_pylist(curve, schema=epoch_schema()),
-                    self._path("epochs", family, study, row["trial"]))
+                    self._path("epochs", family, study, row["trial"]), row["trial"])
         full = {**{k: _clean(v) for k, v in row.items()}, **flatten_config(cfg), "config_hash": key["config_hash"],
                 "version": __version__}
         schema = trial_schema(cfg)
         table = pa.Table.from_pylist([{k: full.get(k) for k in schema.names}], schema=schema)
-        self._write(table, self._path("trials", family, study, row["trial"]))
+        self._write(table, self._path("trials", family, study, row["trial"]), row["trial"])
 
     def finished(self, family: str, study: str) -> set[int]:
         """Trial numbers of `study` that have a row."""

@@ -24,6 +24,7 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
+from hypersweep import failpoints
 from hypersweep.config import RunConfig
 from hypersweep.models import param_counts
 from hypersweep.results import ResultStore, git_commit
@@ -128,6 +129,7 @@ class StudySearch(OptunaSearch):
         ot_trial.set_user_attr("status", status)
         self._ot_study.tell(ot_trial, values, state=state)
         self._completed_trials.add(trial_id)
+        failpoints.reached("after_tell", ot_trial.number)
 
 
 def trial_status(result: dict | None, error: bool) -> str:
@@ -192,7 +194,8 @@ class Recorder(tune.Callback):
         status = trial_status(result, error is not None)
         cfg = run_config(self.space, trial.config)
         row = trial_row(self.spec, self.space, cfg, number, trial.trial_id, status, result, error)
-        row["git_commit"] = self.commit
+        # Each failure but the last one of a failed trial was followed by a retry.
+        row["git_commit"], row["retries"] = self.commit, trial.num_failures - (error is not None)
         self.store.write_trial(self.space.family, self.space.study, cfg, row, self.live.pop(trial.trial_id, []))
         self.done += 1
         searched = " ".join(f"{k.split('.', 1)[-1]}={v}" for k, v in trial.config.items())
@@ -264,6 +267,8 @@ def run_study(spec: SweepSpec, space: StudySpace, out: str, storage_url: str, tr
     """Run the trials still owed to one study (all of them on a fresh sweep)."""
     store = ResultStore(out)
     storage = optuna.storages.RDBStorage(storage_url)
+    if removed := store.remove_partial_files():
+        log(f"[{space.study}] removed {removed} partial file(s) left by a crash")
     done = 0
     if space.study in {s.study_name for s in optuna.get_all_study_summaries(storage)}:
         done = reconcile(spec, space, optuna.load_study(study_name=space.study, storage=storage), store, log)

@@ -1,8 +1,6 @@
 """The `python -m hypersweep.launch` command, run as a user runs it (joining the test Ray)."""
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
@@ -87,56 +85,3 @@ def test_refuses_to_mix_two_experiments_or_escape_the_out_dir(ray_address, tmp_p
         proc = launch(ray_address, space, *args)
         assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr)
     assert [p.name for p in unrelated.iterdir()] == ["chapter1.tex"]
-
-
-def wait_for(predicate, timeout=120):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    raise TimeoutError
-
-
-def rows(out: Path) -> list[Path]:
-    return list(out.glob("trials/family=*/*.parquet"))
-
-
-@pytest.mark.slow
-def test_a_killed_sweep_resumes_and_records_each_trial_exactly_once(ray_address, tmp_path):
-    out = tmp_path / "out"
-    space = space_file(tmp_path, budget={"trials": 6, "epochs": 3, "max_concurrent": 1, "max_failures": 0},
-                       families={"hyper": SPACE["families"]["hyper"]})
-    proc = launch(ray_address, space, "--out", str(out), wait=False)
-    wait_for(lambda: len(rows(out)) >= 2)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert len(rows(out)) < 6
-
-    again = launch(ray_address, space, "--out", str(out))
-    assert again.returncode == 2 and "--resume" in again.stderr  # no silent mixing
-
-    resumed = launch(ray_address, "--out", str(out), "--resume")  # the space saved in --out
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    trials = load_trials(str(out))
-    assert len(trials) == 6 and trials["trial"].is_unique
-    study = optuna.load_study(study_name="cli-hyper", storage=f"sqlite:///{out / 'optuna.db'}")
-    complete = {t.number for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
-    assert complete == set(trials["trial"])
-    assert not list(out.rglob(".tmp-*"))
-
-
-@pytest.mark.slow
-def test_a_second_sweep_into_a_busy_out_refuses(ray_address, tmp_path):
-    out = tmp_path / "out"
-    space = space_file(tmp_path, budget={"trials": 3, "epochs": 3, "max_concurrent": 1, "max_failures": 0},
-                       families={"hyper": SPACE["families"]["hyper"]})
-    first = launch(ray_address, space, "--out", str(out), wait=False)
-    wait_for(lambda: (out / "sweep.json").exists())
-    second = launch(ray_address, "--out", str(out), "--resume")
-    assert second.returncode == 2 and "another sweep is running" in second.stderr
-    other = launch(ray_address, space, "--out", str(tmp_path / "other"))
-    assert other.returncode == 0, other.stderr  # a different --out runs alongside
-    assert first.wait(timeout=300) == 0
-    assert len(load_trials(str(out))) == 3 and len(load_trials(str(tmp_path / "other"))) == 3
-    assert not (out / ".lock").exists()

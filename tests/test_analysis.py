@@ -1,0 +1,292 @@
+"""The analysis scripts, on small sweeps written through the real ResultStore."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from analysis import assumptions, depth, frontier, report, scaling
+from hypersweep.frontier import smallest
+from hypersweep.models import param_counts
+from hypersweep.results import ResultStore, load_trials
+from hypersweep.train import load_config
+
+START = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
+SPACE = {
+    "experiment": "synthetic",
+    "task": {"name": "teacher", "dim_x": 2, "dim_i": 4, "seed": 0, "train_instances": 50, "val_instances": 10,
+             "test_instances": 10},
+    "objective": {"type": "pareto", "metric": "val_error", "count": "params_primary", "targets": [0.3, 0.1]},
+    "families": {"hyper": {"primary": {"width": {"low": 1, "high": 64}}}, "embedding": None, "standard": None},
+}
+
+
+class Sweep:
+    """Writes trials of a made-up sweep into `out` the way hypersweep.sweep does."""
+
+    def __init__(self, out: Path, space: dict | None = SPACE):
+        self.out, self.store, self.count = out, ResultStore(str(out)), 0
+        if space:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "space.yaml").write_text(yaml.safe_dump(space))
+
+    def trial(self, family: str, val_error: float, *, width: int = 4, depth: int = 1, conditioner_depth: int = 2,
+              dim_i: int = 4, variant: str = "", status: str = "ok", replicas: list[float] | None = None,
+              disagreement: list[float] | None = None) -> dict:
+        """One trial; `replicas` are its replicas' test errors (default: one replica at `val_error`)."""
+        replicas = replicas or [val_error]
+        cfg = load_config({
+            "task": {**SPACE["task"], "dim_i": dim_i},
+            "model": {"family": family, "primary": {"width": width, "depth": depth},
+                      "conditioner": {"width": 16, "depth": conditioner_depth}, "embedding_dim": 8},
+            "train": {"epochs": 3, "seeds": len(replicas)},
+        })
+        study = f"synthetic-{family}" + (f"-{variant}" if variant else "")
+        number, self.count = self.count, self.count + 1
+        row = {"experiment": "synthetic", "study": study, "variant": variant, "trial": number,
+               "trial_id": f"t{number}", "status": status, "val_error": val_error,
+               "test_error": float(np.mean(replicas)), "test_error_std": float(np.std(replicas)),
+               "seeds": len(replicas), "seed": 0, "epochs": 3, "wall_s": 30.0, "device": "cpu",
+               "started_at": START + timedelta(minutes=number), "finished_at": START + timedelta(minutes=number + 1),
+               **param_counts(cfg.model, dim_i, 2, 1).as_dict()}
+        curve = [{"epoch": e + 1, "train_loss": 1.0, "val_error": val_error, "replica_disagreement": d}
+                 for e, d in enumerate(disagreement or [])]
+        self.store.write_trial(family, study, cfg, row, curve)
+        return row
+
+
+def run(main, argv: list[str], capsys) -> tuple[int, str, str]:
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def power_law(sweep: Sweep, family: str, slope: float, scale: float, widths, noise: float = 0.0,
+              **options) -> None:
+    """Trials whose error makes params = scale * (1/error) ** slope, up to a lognormal factor of `noise`."""
+    rng = np.random.default_rng(0)
+    for width in widths:
+        params = param_counts(load_config({"task": SPACE["task"], "model": {
+            "family": family, "primary": {"width": width}, "conditioner": {"width": 16, "depth": 2},
+            "embedding_dim": 8}}).model, options.get("dim_i", 4), 2, 1).primary
+        error = (scale / params) ** (1 / slope) * np.exp(noise * rng.standard_normal())
+        sweep.trial(family, float(error), width=width, **options)
+
+
+@pytest.fixture
+def small(tmp_path) -> Path:
+    """A sweep with a known frontier: hyper meets 0.1 with width 2, embedding needs width 8, standard never does."""
+    s = Sweep(tmp_path / "small")
+    s.trial("hyper", 0.25, width=1)
+    s.trial("hyper", 0.08, width=2)  # params_primary 9: the smallest meeting 0.1
+    s.trial("hyper", 0.05, width=6)
+    s.trial("hyper", 0.01, width=3, status="diverged")  # not ok: never on the frontier
+    s.trial("embedding", 0.2, width=4)
+    s.trial("embedding", 0.09, width=8)  # params_primary (2 + 8) * 8 + 8 + 8 + 1 = 97
+    s.trial("embedding", 0.07, width=16)
+    s.trial("standard", 0.4, width=4)
+    s.trial("standard", 0.15, width=32)
+    return s.out
+
+
+def test_frontier_picks_the_smallest_trial_meeting_each_target_and_the_ratios(small, capsys):
+    code, out, _ = run(frontier.main, [str(small)], capsys)
+    assert code == 0
+    table = pd.read_parquet(small / "analysis" / "frontier.parquet")
+    at_01 = table[table["target"] == 0.1].set_index("family")
+    assert at_01.loc["hyper", "params_primary"] == 9 and at_01.loc["hyper", "trial"] == 1
+    assert at_01.loc["embedding", "params_primary"] == 97
+    assert not at_01.loc["standard", "found"]
+    ratios = pd.read_csv(small / "analysis" / "ratios.csv").set_index("target")
+    assert ratios.loc[0.1, "embedding/hyper"] == pytest.approx(97 / 9)
+    assert "no trial of standard met target 0.1" in out  # one line instead of an empty row
+    assert "10.8x" in out
+    pareto = pd.read_parquet(small / "analysis" / "pareto.parquet")
+    assert list(pareto[pareto["family"] == "hyper"]["params_primary"]) == [5, 9, 25]
+    for name in ("frontier.csv", "pareto.csv", "frontier.png", "pareto.png"):
+        assert (small / "analysis" / name).stat().st_size > 0
+
+
+def test_frontier_options_override_the_objective_of_space_yaml(small, capsys):
+    code, out, _ = run(frontier.main, [str(small), "--targets", "0.06", "--count", "params_total"], capsys)
+    table = pd.read_parquet(small / "analysis" / "frontier.parquet")
+    assert code == 0 and list(table["target"].unique()) == [0.06]
+    assert table.loc[table["family"] == "hyper", "params_total"].item() == load_trials(str(small)).query(
+        "family == 'hyper' and trial == 2")["params_total"].item()
+    assert "no trial of embedding met target 0.06" in out
+
+
+def test_frontier_says_in_one_line_when_no_trial_met_any_target(small, capsys):
+    code, out, _ = run(frontier.main, [str(small), "--targets", "0.001"], capsys)
+    assert code == 1
+    assert out.strip() == "no trial met any target (0.001): the lowest val_error was 0.05 (hyper)"
+
+
+@pytest.mark.parametrize("script", [frontier, scaling, depth, assumptions, report])
+def test_every_script_exits_2_with_one_line_on_a_missing_or_empty_out(script, tmp_path, capsys):
+    code, out, err = run(script.main, [str(tmp_path / "nowhere")], capsys)
+    assert (code, out, err) == (2, "", f"error: {tmp_path / 'nowhere'}: no such directory\n")
+    (tmp_path / "empty").mkdir()
+    code, _, err = run(script.main, [str(tmp_path / "empty")], capsys)
+    assert code == 2 and err.count("\n") == 1 and "no trial results" in err
+
+
+def test_scaling_recovers_the_exponent_of_an_exact_power_law(tmp_path, capsys):
+    s = Sweep(tmp_path / "laws")
+    power_law(s, "hyper", slope=0.5, scale=4, widths=range(1, 17))
+    power_law(s, "embedding", slope=2.0, scale=10, widths=range(1, 17))
+    s.trial("embedding", 0.9, width=40)  # dominated: a big model that trained badly changes nothing
+    s.trial("standard", 0.3, width=8)  # a single trial: nothing to fit
+    code, out, _ = run(scaling.main, [str(s.out), "--bootstrap", "200"], capsys)
+    assert code == 0
+    fits = pd.read_parquet(s.out / "analysis" / "scaling.parquet").set_index("family")
+    for family, truth in (("hyper", 0.5), ("embedding", 2.0)):
+        fit = fits.loc[family]
+        # Every resample of exact data has the same slope: the interval shrinks onto the truth.
+        assert fit[["slope", "slope_low", "slope_high"]].tolist() == pytest.approx([truth] * 3)
+        assert (fit["targets"], fit["bootstrap"]) == (12, 200)
+    assert "standard: slope not fitted, 1 distinct frontier point from 1 ok trial" in out
+    assert "0.50 [0.50, 0.50]" in out and "2.00 [2.00, 2.00]" in out
+    assert (s.out / "analysis" / "scaling.png").stat().st_size > 0
+
+
+def test_scaling_with_noisy_errors_stays_close_and_has_an_interval(tmp_path):
+    s = Sweep(tmp_path / "noisy", space=None)
+    power_law(s, "hyper", slope=0.5, scale=4, widths=range(1, 17), noise=0.05)
+    fit = scaling.fit(load_trials(str(s.out)), "val_error", "params_primary", samples=300)[0].iloc[0]
+    assert fit["slope"] == pytest.approx(0.5, rel=0.05)
+    assert fit["slope_low"] < fit["slope"] < fit["slope_high"]
+
+
+def test_scaling_compares_slopes_by_n_when_variants_change_dim_i(tmp_path, capsys):
+    s = Sweep(tmp_path / "dims", space=None)
+    for n, embedding_slope in ((2, 1.0), (6, 3.0)):
+        power_law(s, "hyper", 0.5, 4, range(1, 10), dim_i=n, variant=f"dim_i={n}")
+        power_law(s, "embedding", embedding_slope, 30, range(1, 10), dim_i=n, variant=f"dim_i={n}")
+    code, out, err = run(scaling.main, [str(s.out), "--bootstrap", "100"], capsys)
+    assert code == 0 and "space.yaml: file not found; using the default objective" in err
+    fits = scaling.fit(load_trials(str(s.out)), "val_error", "params_primary", samples=0)[0]
+    table = scaling.by_dim(fits)
+    assert list(table.index) == [2, 6] and list(table.columns) == ["hyper", "embedding"]
+    slopes = fits.set_index(["dim_i", "family"])["slope"]
+    assert slopes[6, "embedding"] > 2 * slopes[2, "embedding"]
+    assert slopes[6, "hyper"] == pytest.approx(slopes[2, "hyper"], rel=0.2)
+    assert "Slope by n = dim_i" in out and (s.out / "analysis" / "scaling_by_n.png").stat().st_size > 0
+
+
+def test_the_vectorised_frontier_of_the_bootstrap_agrees_with_smallest():
+    rng = np.random.default_rng(1)
+    trials = pd.DataFrame({"variant": "", "family": "hyper", "status": "ok", "trial": range(30),
+                           "val_error": rng.uniform(0.01, 1, 30), "test_error": 0.0, "params_total": 0,
+                           "params_primary": rng.integers(5, 500, 30)})
+    targets = [0.5, 0.2, 0.05, 0.005]
+    trials.loc[3, "params_primary"] = trials.loc[4, "params_primary"]  # a tie in size goes to the lower error
+    expected = smallest(trials, targets)
+    sizes, errors = scaling.frontier_at(trials["val_error"].to_numpy()[None],
+                                        trials["params_primary"].to_numpy()[None], np.array([targets]))
+    # NaN where no trial meets the target, in both
+    np.testing.assert_array_equal(sizes[0], expected["params_primary"].to_numpy(float))
+    np.testing.assert_array_equal(errors[0], expected["val_error"].to_numpy(float))
+
+
+def test_depth_pools_every_replica_of_every_trial_at_a_depth(tmp_path, capsys):
+    s = Sweep(tmp_path / "depth")
+    replicas = {("hyper", 1): [[0.10, 0.12, 0.14], [0.20, 0.22, 0.24]], ("hyper", 2): [[0.1, 0.1, 0.1], [0.3]],
+                ("embedding", 1): [[0.5, 0.6, 0.7]], ("embedding", 2): [[0.4, 0.5, 0.6], [0.45, 0.55, 0.65]]}
+    for (family, d), trials in replicas.items():
+        for errors in trials:
+            s.trial(family, np.mean(errors), conditioner_depth=d, replicas=errors)
+    s.trial("standard", 0.3)  # no conditioner: not in the figure
+    code, out, _ = run(depth.main, [str(s.out)], capsys)
+    assert code == 0
+    table = pd.read_parquet(s.out / "analysis" / "depth.parquet").set_index(["family", "depth"])
+    for key, trials in replicas.items():
+        pooled = np.concatenate(trials)
+        assert table.loc[key, "replicas"] == len(pooled)
+        assert table.loc[key, "mean"] == pytest.approx(pooled.mean())
+        assert table.loc[key, "std"] == pytest.approx(pooled.std(ddof=1))
+    assert "0.17 ± 0.058 (6)" in out  # the pooled std of hyper's six replicas at depth 1
+    assert (s.out / "analysis" / "depth.png").stat().st_size > 0
+
+
+def test_depth_says_what_is_missing_when_depth_does_not_vary(small, capsys):
+    code, out, _ = run(depth.main, [str(small)], capsys)
+    assert code == 1
+    assert out == "conditioner depth does not vary (every trial has depth 2): sweep model.conditioner.depth\n"
+
+
+def test_assumptions_from_replica_curves_and_a_width_sweep(tmp_path, capsys):
+    s = Sweep(tmp_path / "assumptions")
+    s.trial("hyper", 0.1, replicas=[0.1, 0.1], disagreement=[0.4, 0.2, 0.1])
+    s.trial("hyper", 0.1, width=8, replicas=[0.1, 0.1], disagreement=[0.3, 0.2, 0.05])
+    s.trial("hyper", 0.1, width=16, replicas=[0.1, 0.1], disagreement=[0.1, 0.2, 0.3])  # grows
+    s.trial("hyper", 0.1, width=32, disagreement=[])  # one replica: no disagreement to measure
+    for width, error in ((2, 0.5), (4, 0.4), (8, 0.3), (16, 0.2)):
+        s.trial("standard", error, width=width)
+    s.trial("standard", 0.01, width=2, depth=2)  # two hidden layers: not Assumption 2's network
+    code, out, _ = run(assumptions.main, [str(s.out)], capsys)
+    assert code == 0 and "(Spearman correlation of width and error: -1.00)" in out
+    falls = pd.read_parquet(s.out / "analysis" / "assumption1.parquet").set_index("family")
+    assert (falls.loc["hyper", "trials"], falls.loc["hyper", "falling"]) == (3, 2)
+    assert falls.loc["hyper", "fraction"] == pytest.approx(2 / 3)
+    by_epoch = pd.read_parquet(s.out / "analysis" / "disagreement.parquet")
+    assert list(by_epoch["median"]) == [0.3, 0.2, 0.1]
+    by_width = pd.read_parquet(s.out / "analysis" / "assumption2.parquet")
+    assert list(by_width["width"]) == [2, 4, 8, 16] and list(by_width["mean"]) == [0.5, 0.4, 0.3, 0.2]
+    assert by_width["spearman"].iloc[0] == pytest.approx(-1.0)
+    for name in ("assumption1.png", "assumption2.png"):
+        assert (s.out / "analysis" / name).stat().st_size > 0
+
+
+def test_assumptions_say_in_one_line_what_the_sweep_lacks(small, tmp_path, capsys):
+    code, out, _ = run(assumptions.main, [str(small)], capsys)
+    assert code == 0 and "Assumption 2: val_error" not in out
+    assert out.startswith("Assumption 2: test_error of one-hidden-layer standard networks by width")
+    assert "Assumption 1: no ok trial trained with seeds > 1, so no replica disagreement to follow\n" in out
+    s = Sweep(tmp_path / "hyper-only")
+    s.trial("hyper", 0.1)
+    code, out, _ = run(assumptions.main, [str(s.out)], capsys)
+    assert code == 1
+    assert out == ("Assumption 1: no ok trial trained with seeds > 1, so no replica disagreement to follow; "
+                   "Assumption 2: no ok standard trial with one hidden layer; the check needs a sweep over width\n")
+
+
+def test_report_writes_markdown_with_its_figures(tmp_path, capsys):
+    s = Sweep(tmp_path / "full", space={**SPACE, "sampler": {"name": "grid"},
+                                        "families": {"hyper": {"conditioner": {"depth": {"choices": [1, 2]}}},
+                                                     "embedding": {"conditioner": {"depth": {"choices": [1, 2]}}},
+                                                     "standard": {"primary": {"width": {"choices": [2, 8]}}}}})
+    power_law(s, "hyper", 0.5, 4, range(1, 6))
+    for family in ("hyper", "embedding"):
+        for d in (1, 2):
+            s.trial(family, 0.2 * d, conditioner_depth=d, replicas=[0.2 * d, 0.2 * d + 0.02],
+                    disagreement=[0.2, 0.1])
+    for width, error in ((2, 0.6), (8, 0.3)):
+        s.trial("standard", error, width=width)
+    s.trial("standard", 0.5, width=3, status="failed")
+    code, out, _ = run(report.main, [str(s.out), "--bootstrap", "100"], capsys)
+    assert code == 0
+    text = (s.out / "report" / "report.md").read_text()
+    assert text.startswith("# synthetic: sweep report")
+    assert "- 12 trials: 11 ok, 1 failed (hyper 7, standard 3, embedding 2)" in text
+    assert "6 min 00 s of training summed over trials; run 2026-01-05 09:00 to 2026-01-05 09:12 UTC" in text
+    for section in ("## Pareto fronts", "## Smallest architecture per error target", "## Scaling with accuracy",
+                    "## Error against conditioner depth", "## Assumption 1", "## Assumption 2"):
+        assert section in text
+    figures = [line[line.index("(") + 1:-1] for line in text.splitlines() if line.startswith("![")]
+    assert set(figures) == {"pareto.png", "frontier.png", "scaling.png", "depth.png", "assumption1.png",
+                            "assumption2.png"}
+    assert all((s.out / "report" / f).stat().st_size > 0 for f in figures)
+    assert str(s.out / "report" / "report.md") in out
+
+
+def test_report_says_in_one_line_why_a_section_is_missing(small, capsys):
+    assert report.main([str(small), "--bootstrap", "50"]) == 0
+    text = (small / "report" / "report.md").read_text()
+    assert "## Error against conditioner depth\n\nconditioner depth does not vary (every trial has depth 2)" in text
+    assert "## Assumption 1: replicas converge to one function\n\nno ok trial trained with seeds > 1" in text
+    assert "| hyper | 0.1 | 9 |" in text

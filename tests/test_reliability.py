@@ -1,0 +1,170 @@
+"""Kill the driver, a trial's worker or a whole node: the sweep resumes and loses or
+duplicates nothing. These tests kill real processes on a real local Ray."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import psutil
+import pytest
+import ray
+import yaml
+from ray.cluster_utils import Cluster
+
+from hypersweep.results import load_epochs, load_trials
+from hypersweep.search_space import load
+from hypersweep.sweep import run_study
+
+pytestmark = pytest.mark.slow
+
+TRIALS = 5
+SPACE = {
+    "experiment": "rel",
+    "task": {"name": "teacher", "dim_x": 2, "dim_i": 4, "train_instances": 200, "points": 16},
+    "model": {"activation": "tanh"},
+    "train": {"batch_size": 32},
+    "budget": {"trials": TRIALS, "epochs": 3, "max_concurrent": 1, "max_failures": 1},
+    "families": {"hyper": {"primary": {"width": {"low": 1, "high": 8}}}},
+}
+
+
+def space_file(tmp_path, **changes) -> str:
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump({**SPACE, **changes}, sort_keys=False))
+    return str(path)
+
+
+def launch(address, *args, env=None, wait=True):
+    cmd = [sys.executable, "-m", "hypersweep.launch", *args, "--address", address]
+    env = {**os.environ, **(env or {})}
+    if not wait:
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+
+
+def wait_for(predicate, timeout=180):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise TimeoutError
+
+
+def rows(out: Path) -> list[Path]:
+    return list(out.glob("trials/family=*/*.parquet"))
+
+
+def running_trials(out: Path) -> int:
+    try:
+        study = optuna.load_study(study_name="rel-hyper", storage=f"sqlite:///{out / 'optuna.db'}")
+    except (KeyError, Exception):
+        return 0
+    return sum(t.state == optuna.trial.TrialState.RUNNING for t in study.trials)
+
+
+def assert_each_trial_exactly_once(out: Path, trials: int = TRIALS) -> None:
+    rows_ = load_trials(str(out))
+    assert len(rows_) == trials and rows_["trial"].is_unique
+    study = optuna.load_study(study_name="rel-hyper", storage=f"sqlite:///{out / 'optuna.db'}")
+    complete = {t.number for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
+    assert complete == set(rows_[rows_["status"] == "ok"]["trial"])
+    interrupted = {t.number for t in study.trials if t.user_attrs.get("status") == "interrupted"}
+    assert not interrupted & set(rows_["trial"])
+    assert not list(out.rglob(".tmp-*"))  # no half-written file survives
+    assert set(load_epochs(str(out))["trial"]) <= set(rows_["trial"])
+
+
+KILLS = {
+    "during the first trials": dict(when=lambda out: running_trials(out) >= 1),
+    "after Optuna was told, before the row was written": dict(env={"HYPERSWEEP_FAILPOINT": "after_tell@1"}),
+    "while a result file is being written": dict(env={"HYPERSWEEP_FAILPOINT": "before_rename@2"}),
+    "near the end": dict(when=lambda out: len(rows(out)) >= TRIALS - 1),
+}
+
+
+@pytest.mark.parametrize("kill", KILLS.values(), ids=KILLS.keys())
+def test_a_killed_driver_resumes_and_records_each_trial_exactly_once(ray_address, tmp_path, kill):
+    out = tmp_path / "out"
+    space = space_file(tmp_path)
+    if "env" in kill:  # the driver SIGKILLs itself at that exact point
+        proc = launch(ray_address, space, "--out", str(out), env=kill["env"])
+        assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
+    else:
+        proc = launch(ray_address, space, "--out", str(out), wait=False)
+        wait_for(lambda: kill["when"](out))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert len(rows(out)) < TRIALS
+
+    resumed = launch(ray_address, "--out", str(out), "--resume")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert_each_trial_exactly_once(out)
+
+
+def test_resuming_a_finished_sweep_runs_nothing_and_changes_nothing(ray_address, tmp_path):
+    out = tmp_path / "out"
+    assert launch(ray_address, space_file(tmp_path), "--out", str(out)).returncode == 0
+    before = {p: p.stat().st_mtime_ns for p in rows(out)}
+    again = launch(ray_address, "--out", str(out), "--resume")
+    assert again.returncode == 0 and "all 5 trials done" in again.stdout
+    assert {p: p.stat().st_mtime_ns for p in rows(out)} == before
+
+
+def trial_workers() -> list[psutil.Process]:
+    return [p for p in psutil.process_iter(["cmdline"]) if (p.info["cmdline"] or [""])[0] == "ray::ImplicitFunc.train"]
+
+
+def test_a_killed_trial_worker_is_retried_and_the_sweep_completes(ray_address, tmp_path):
+    out = tmp_path / "out"
+    space = space_file(tmp_path, budget={"trials": 3, "epochs": 40, "max_concurrent": 1, "max_failures": 1})
+    proc = launch(ray_address, space, "--out", str(out), wait=False)
+    wait_for(lambda: running_trials(out) >= 1 and trial_workers())
+    time.sleep(1)  # let the trial get into training
+    for worker in trial_workers():
+        worker.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=300) == 0
+    trials = load_trials(str(out))
+    assert len(trials) == 3 and set(trials["status"]) == {"ok"}
+    assert trials["retries"].sum() == 1
+
+
+def test_a_trial_that_keeps_failing_is_recorded_as_failed_and_the_sweep_completes(ray_address, tmp_path):
+    families = {"hyper": {"primary": {"width": 4}, "train": {"device": {"choices": ["cpu", "cuda:7"]}}}}
+    path = space_file(tmp_path, families=families, sampler={"name": "grid"},
+                      budget={"epochs": 2, "max_failures": 2})
+    spec, out = load(path), str(tmp_path / "out")
+    run_study(spec, spec.studies[0], out, f"sqlite:///{tmp_path / 'o.db'}", 2, None, log=lambda line: None)
+    trials = load_trials(out).set_index("config.train.device")
+    assert trials.loc["cpu", "status"] == "ok" and trials.loc["cpu", "retries"] == 0
+    failed = trials.loc["cuda:7"]
+    assert failed["status"] == "failed" and failed["retries"] == 2
+    assert "CUDA" in failed["error"] or "cuda" in failed["error"]
+
+
+@pytest.fixture
+def two_nodes():
+    ray.shutdown()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    worker = cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    yield cluster, worker
+    cluster.shutdown()
+
+
+@pytest.mark.multinode
+def test_losing_a_node_mid_sweep_reschedules_its_trials(two_nodes, tmp_path):
+    cluster, worker = two_nodes
+    out = tmp_path / "out"
+    space = space_file(tmp_path, budget={"trials": 4, "epochs": 40, "max_concurrent": 2, "max_failures": 2})
+    proc = launch(cluster.address, space, "--out", str(out), wait=False)
+    wait_for(lambda: running_trials(out) >= 2)
+    time.sleep(2)
+    cluster.remove_node(worker)
+    assert proc.wait(timeout=400) == 0, proc.stdout.read()
+    trials = load_trials(str(out))
+    assert len(trials) == 4 and set(trials["status"]) == {"ok"}
+    assert trials["retries"].sum() >= 1  # the trial on the lost node ran again elsewhere
