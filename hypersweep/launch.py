@@ -17,13 +17,16 @@ import json
 import os
 import socket
 import sys
+import tempfile
 from pathlib import Path
 
 from hypersweep import __version__, frontier, search_space
 from hypersweep.config import ConfigError
+from hypersweep.results import ResultStore, load_trials
 
 DEFAULT_SPACE = Path(__file__).resolve().parent.parent / "search_spaces" / "quickstart.yaml"
 MANIFEST = "sweep.json"
+SPACE_COPY = "space.yaml"  # the search space a sweep ran, kept in its --out for --resume
 
 
 class Refusal(Exception):
@@ -48,19 +51,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def check_out(out: str, resume: bool) -> None:
+def check_out(store: ResultStore, out: str, resume: bool) -> None:
     """Refuse paths that could mix two experiments or escape where the user pointed."""
-    if ".." in Path(out).parts or ".." in out.split("/"):
+    if ".." in out.split("/"):
         raise Refusal(f"--out {out}: paths with '..' are refused; give the directory plainly")
-    if "://" in out:
-        return
-    path = Path(out)
-    if path.exists() and not path.is_dir():
+    if "://" not in out and Path(out).exists() and not Path(out).is_dir():
         raise Refusal(f"--out {out}: exists and is not a directory")
-    has_sweep = (path / MANIFEST).exists()
+    has_sweep = store.read_text(MANIFEST) is not None
     if resume and not has_sweep:
         raise Refusal(f"--out {out}: no sweep to resume there ({MANIFEST} missing)")
-    if not resume and path.exists() and any(path.iterdir()):
+    if not resume and not store.is_empty():
         what = "already holds a sweep; pass --resume to continue it" if has_sweep else "is not empty"
         raise Refusal(f"--out {out}: {what}, or choose another --out")
 
@@ -96,17 +96,21 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def resolve_space(args: argparse.Namespace) -> str:
+def resolve_space(args: argparse.Namespace, scratch: Path) -> str:
+    """The space file to run: as given, else (resuming) the one saved in --out, else quickstart."""
     if args.space:
         return args.space
-    if args.resume and args.out and "://" not in args.out and (Path(args.out) / MANIFEST).exists():
-        return str(Path(args.out) / "space.yaml")
+    if args.resume and args.out:
+        if "://" not in args.out:
+            return str(Path(args.out) / SPACE_COPY)
+        saved = ResultStore(args.out).read_text(SPACE_COPY)
+        if saved is not None:
+            (scratch / SPACE_COPY).write_text(saved)
+            return str(scratch / SPACE_COPY)
     return str(DEFAULT_SPACE)
 
 
 def print_frontier(spec: search_space.SweepSpec, out: str) -> None:
-    from hypersweep.results import load_trials
-
     trials = load_trials(out)
     o = spec.objective
     targets = o.error_targets or [0.1, 0.01]
@@ -126,40 +130,37 @@ def print_frontier(spec: search_space.SweepSpec, out: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    space_path = resolve_space(args)
-    try:
-        spec = search_space.load(space_path)
-        out = args.out or f"results/{spec.experiment}"
-        check_out(out, args.resume)
-        if "://" in out and not args.storage:
-            raise Refusal(f"--out {out}: a remote --out needs --storage (an Optuna RDB URL, e.g. postgresql://...)")
-        if args.resume:
-            saved = json.loads((Path(out) / MANIFEST).read_text()) if "://" not in out else None
+    with tempfile.TemporaryDirectory() as scratch:
+        space_path = resolve_space(args, Path(scratch))
+        try:
+            spec = search_space.load(space_path)
+            out = args.out or f"results/{spec.experiment}"
+            store = ResultStore(out)
+            check_out(store, out, args.resume)
+            if "://" in out and not args.storage:
+                raise Refusal(f"--out {out}: a remote --out needs --storage (an Optuna RDB URL, e.g. postgresql://)")
+            saved = json.loads(store.read_text(MANIFEST) or "{}")
             if saved and saved["experiment"] != spec.experiment:
                 raise Refusal(f"--out {out}: holds experiment {saved['experiment']!r}, not {spec.experiment!r}")
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except Refusal as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-
-    try:
-        lock = acquire_lock(out)
-    except Refusal as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    try:
-        return _run(spec, out, args, space_path)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: continue with  python -m hypersweep.launch --resume --out {out}", file=sys.stderr)
-        return 130
-    finally:
-        if lock:
-            lock.unlink(missing_ok=True)
+            lock = acquire_lock(out)
+        except (ConfigError, Refusal) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        try:
+            if not saved:
+                store.write_text(SPACE_COPY, Path(space_path).read_text())
+                store.write_text(MANIFEST, json.dumps({"experiment": spec.experiment, "version": __version__,
+                                                       "studies": [s.study for s in spec.studies]}, indent=2))
+            return _run(spec, out, store, args)
+        except KeyboardInterrupt:
+            print(f"\ninterrupted: continue with  python -m hypersweep.launch --resume --out {out}", file=sys.stderr)
+            return 130
+        finally:
+            if lock:
+                lock.unlink(missing_ok=True)
 
 
-def _run(spec: search_space.SweepSpec, out: str, args: argparse.Namespace, space_path: str) -> int:
+def _run(spec: search_space.SweepSpec, out: str, store: ResultStore, args: argparse.Namespace) -> int:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our own one line per trial instead of Tune's tables
     import optuna
     import ray
@@ -167,12 +168,7 @@ def _run(spec: search_space.SweepSpec, out: str, args: argparse.Namespace, space
     from hypersweep.sweep import run_study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if "://" not in out and not (Path(out) / MANIFEST).exists():
-        Path(out).mkdir(parents=True, exist_ok=True)
-        (Path(out) / "space.yaml").write_text(Path(space_path).read_text())
-        (Path(out) / MANIFEST).write_text(json.dumps({"experiment": spec.experiment, "version": __version__,
-                                                      "studies": [s.study for s in spec.studies]}, indent=2))
-    storage = args.storage or f"sqlite:///{Path(out).resolve() / 'optuna.db'}"
+    storage = args.storage or f"sqlite:///{Path(store.root) / 'optuna.db'}"
     if not ray.is_initialized():
         ray.init(address=args.address, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     resources = ray.cluster_resources()

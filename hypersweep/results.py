@@ -173,6 +173,27 @@ class ResultStore:
         failpoints.reached("before_rename", trial)
         self.fs.move(tmp, path)
 
+    def read_text(self, name: str) -> str | None:
+        """A small file directly under the root (None when it does not exist)."""
+        path = f"{self.root}/{name}"
+        if self.fs.get_file_info(path).type == pafs.FileType.NotFound:
+            return None
+        with self.fs.open_input_stream(path) as fh:
+            return fh.read().decode()
+
+    def write_text(self, name: str, text: str) -> None:
+        self.fs.create_dir(self.root, recursive=True)
+        tmp = f"{self.root}/{TMP_PREFIX}{uuid.uuid4().hex}"
+        with self.fs.open_output_stream(tmp) as fh:
+            fh.write(text.encode())
+        self.fs.move(tmp, f"{self.root}/{name}")
+
+    def is_empty(self) -> bool:
+        """True when the root does not exist or holds nothing."""
+        if self.fs.get_file_info(self.root).type == pafs.FileType.NotFound:
+            return True
+        return not self.fs.get_file_info(pafs.FileSelector(self.root))
+
     def remove_partial_files(self) -> int:
         """Delete temporary files a crash left behind; return how many."""
         found = [info.path for kind in ("trials", "epochs")

@@ -85,3 +85,14 @@ def test_refuses_to_mix_two_experiments_or_escape_the_out_dir(ray_address, tmp_p
         proc = launch(ray_address, space, *args)
         assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr)
     assert [p.name for p in unrelated.iterdir()] == ["chapter1.tex"]
+
+
+def test_a_uri_out_works_like_a_directory_with_its_own_storage(ray_address, tmp_path):
+    out, storage = f"file://{tmp_path}/remote", f"sqlite:///{tmp_path / 'optuna.db'}"
+    space = space_file(tmp_path, families={"hyper": SPACE["families"]["hyper"]})
+    refused = launch(ray_address, space, "--out", out)
+    assert refused.returncode == 2 and "--storage" in refused.stderr
+    assert launch(ray_address, space, "--out", out, "--storage", storage).returncode == 0
+    assert len(load_trials(out)) == 2
+    resumed = launch(ray_address, "--out", out, "--storage", storage, "--resume")  # the space saved there
+    assert resumed.returncode == 0 and "all 2 trials done" in resumed.stdout
