@@ -154,17 +154,6 @@ def run_trial(config: dict, space: StudySpace) -> None:
     tune.report({**final, **meta, "final": True})
 
 
-def run_config(space: StudySpace, config: dict) -> RunConfig:
-    return load_config(space.config(config))
-
-
-@dataclasses.dataclass
-class _Trial:
-    number: int
-    epochs: list
-    started: float
-
-
 class Recorder(tune.Callback):
     """Writes each finished trial to Parquet and prints one progress line for it."""
 
@@ -192,7 +181,7 @@ class Recorder(tune.Callback):
     def _record(self, trial, result: dict, error: str | None) -> None:
         number = self.searcher.optuna_number(trial.trial_id)
         status = trial_status(result, error is not None)
-        cfg = run_config(self.space, trial.config)
+        cfg = load_config(self.space.config(trial.config))
         row = trial_row(self.spec, self.space, cfg, number, trial.trial_id, status, result, error)
         # Each failure but the last one of a failed trial was followed by a retry.
         row["git_commit"], row["retries"] = self.commit, trial.num_failures - (error is not None)
@@ -233,29 +222,30 @@ def trial_row(spec: SweepSpec, space: StudySpace, cfg: RunConfig, number: int, t
     }
 
 
-def reconcile(spec: SweepSpec, space: StudySpace, study: optuna.Study, store: ResultStore,
+def reconcile(spec: SweepSpec, space: StudySpace, storage: optuna.storages.BaseStorage, store: ResultStore,
               log: Callable[[str], None] = print) -> int:
     """Make the study and the Parquet rows agree after an interruption; return trials done.
 
     A trial told to Optuna whose row was not written yet gets its row from the study. A
-    trial still RUNNING was interrupted: it is marked FAIL (`interrupted`) and its
+    trial still RUNNING was interrupted: it is marked FAIL (`status: interrupted`) and its
     parameters are queued again, so the resumed sweep reruns it.
     """
+    study = optuna.load_study(study_name=space.study, storage=storage)
+    study_id = storage.get_study_id_from_name(space.study)
     have = store.finished(space.family, space.study)
-    states = optuna.trial.TrialState
     for t in study.get_trials(deepcopy=False):
-        if t.state == states.RUNNING:
-            study._storage.set_trial_user_attr(t._trial_id, "status", "interrupted")
-            study._storage.set_trial_state_values(t._trial_id, states.FAIL)
+        status = t.user_attrs.get("status")
+        if t.state == optuna.trial.TrialState.RUNNING:
+            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+            storage.set_trial_user_attr(trial_id, "status", "interrupted")
+            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
             study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
             log(f"[{space.study}] trial #{t.number} was interrupted: queued again")
-        elif t.state.is_finished() and t.number not in have and t.user_attrs.get("status", "failed") != "interrupted":
+        elif t.state.is_finished() and t.number not in have and status not in (None, "interrupted"):
             cfg = load_config(space.config(t.params))
-            result = t.user_attrs.get("result") or {}
-            status = t.user_attrs.get("status", "failed")
-            error = None if status != "failed" else "recorded in the study only (driver stopped)"
+            error = "recorded in the study only (driver stopped)" if status == "failed" else None
             row = trial_row(spec, space, cfg, t.number, t.user_attrs.get("ray_trial_id"), status,
-                            {**{k: math.nan if v is None else v for k, v in result.items()}, "final": True}, error)
+                            t.user_attrs.get("result"), error)
             store.write_trial(space.family, space.study, cfg, row, [])
             have.add(t.number)
             log(f"[{space.study}] trial #{t.number}: row rebuilt from the study")
@@ -271,7 +261,7 @@ def run_study(spec: SweepSpec, space: StudySpace, out: str, storage_url: str, tr
         log(f"[{space.study}] removed {removed} partial file(s) left by a crash")
     done = 0
     if space.study in {s.study_name for s in optuna.get_all_study_summaries(storage)}:
-        done = reconcile(spec, space, optuna.load_study(study_name=space.study, storage=storage), store, log)
+        done = reconcile(spec, space, storage, store, log)
     remaining = trials - done
     if remaining <= 0:
         log(f"[{space.study}] all {trials} trials done")
