@@ -6,7 +6,8 @@
     assumptions  replica disagreement over training (Assumption 1), error against width (Assumption 2)
     report       all of the above the data supports, as OUT/report/report.md
 
-Scripts write tables (Parquet and CSV) and figures (PNG) under OUT/analysis/. They exit 2
-when OUT holds no sweep and 1 when the data cannot answer their question, saying why in
-one line either way.
+Shared by all of them: `sweep` (reading OUT, command-line plumbing) and `plots` (one colour
+and marker per family in every figure). Scripts write tables (Parquet and CSV) and figures
+(PNG) under OUT/analysis/. They exit 2 when OUT holds no sweep and 1 when the data cannot
+answer their question, saying why in one line either way.
 """

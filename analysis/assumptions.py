@@ -62,8 +62,10 @@ def one_hidden_layer(trials: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, l
     missing = []
     for variant, n in widths[widths < 2].items():
         where = f" in {variant}" if variant else ""
-        found = f"no ok standard trial with one hidden layer{where}" if n == 0 else \
-            f"the ok one-hidden-layer standard trials{where} all have one width"
+        if n == 0:
+            found = f"no ok standard trial with one hidden layer{where}"
+        else:
+            found = f"the ok one-hidden-layer standard trials{where} all have one width"
         missing.append(f"Assumption 2: {found}; the check needs a sweep over width")
     return narrow[narrow["variant"].isin(widths[widths >= 2].index)], missing
 
@@ -80,7 +82,13 @@ def rank_correlations(narrow: pd.DataFrame, metric: str) -> pd.Series:
         lambda trials: trials.corr(method="spearman").iloc[0, 1]).rename("spearman")
 
 
+def format_correlations(rho: pd.Series) -> str:
+    """'-0.93', or 'dim_i=2 -0.93, dim_i=6 -1.00' when there are variants."""
+    return ", ".join(f"{variant} {r:.2f}" if variant else f"{r:.2f}" for variant, r in rho.items())
+
+
 def plot_disagreement(by_epoch: pd.DataFrame, path: Path) -> Path:
+    """Median disagreement per epoch and family, with the band between the quartiles, on a log axis."""
     fig, axes = plots.panels([""])
     ax = axes[""]
     for family in plots.families(by_epoch["family"]):
@@ -90,6 +98,7 @@ def plot_disagreement(by_epoch: pd.DataFrame, path: Path) -> Path:
         ax.fill_between(rows["epoch"], rows["q25"], rows["q75"], color=plots.COLOURS[family], alpha=0.15, lw=0)
     ax.set(yscale="log", xlabel="epoch", ylabel="replica disagreement (mean squared difference)",
            title="Assumption 1: replicas converge to one function (median, quartile band)")
+    plots.plain_numbers(ax.yaxis)
     ax.legend(frameon=False)
     return plots.save(fig, path)
 
@@ -127,9 +136,8 @@ def analyse(sweep: Sweep, args: argparse.Namespace) -> None:
     missing += unanswered
     if not narrow.empty:
         by_width, rho = error_by_width(narrow, args.metric), rank_correlations(narrow, args.metric)
-        correlations = ", ".join(f"{v} {r:.2f}" if v else f"{r:.2f}" for v, r in rho.items())
         print(f"Assumption 2: {args.metric} of one-hidden-layer standard networks by width "
-              f"(Spearman correlation of width and error: {correlations})")
+              f"(Spearman correlation of width and error: {format_correlations(rho)})")
         print(drop_blank_variant(by_width).to_string(index=False, float_format="{:.3g}".format), end="\n\n")
         written += [sweep.save(by_width.merge(rho.reset_index(), on="variant"), "assumption2"),
                     plot_width(narrow, by_width, rho, args.metric, sweep.task, sweep.path("assumption2.png"))]

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import plots
-from analysis.sweep import NoAnswer, Sweep, open_sweep, ordered, parser, run, variant_order
+from analysis.sweep import NoAnswer, Sweep, drop_blank_variant, open_sweep, ordered, parser, run, variant_order
 
 DEPTH = "config.model.conditioner.depth"
 FAMILIES = ("hyper", "embedding")  # the families with a conditioner
@@ -28,19 +28,19 @@ FAMILIES = ("hyper", "embedding")  # the families with a conditioner
 def by_depth(trials: pd.DataFrame, metric: str = "test_error") -> pd.DataFrame:
     """Per variant, family and depth: trials, replicas, pooled mean and sample std of `metric`."""
     ok = trials[(trials["status"] == "ok") & trials["family"].isin(FAMILIES)].dropna(subset=[metric, DEPTH])
-    ok = ok.assign(depth=ok[DEPTH].astype(int), replicas=ok["seeds"], weighted=ok[metric] * ok["seeds"])
+    ok = ok.assign(depth=ok[DEPTH].astype(int), replicas=ok["seeds"], total=ok[metric] * ok["seeds"])
     keys = ["variant", "family", "depth"]
-    group_mean = ok.groupby(keys)["weighted"].transform("sum") / ok.groupby(keys)["replicas"].transform("sum")
-    # Each trial's replicas sit around the pooled mean by their own spread plus their mean's offset.
-    ok["squares"] = ok["seeds"] * (ok[f"{metric}_std"].fillna(0) ** 2 + (ok[metric] - group_mean) ** 2)
-    table = ok.groupby(keys).agg(trials=("trial", "size"), replicas=("replicas", "sum"),
-                                 weighted=("weighted", "sum"), squares=("squares", "sum")).reset_index()
-    table["mean"] = table["weighted"] / table["replicas"]
+    pooled_mean = ok.groupby(keys)["total"].transform("sum") / ok.groupby(keys)["replicas"].transform("sum")
+    # A trial's replicas sit around the pooled mean by their own spread plus their mean's offset from it.
+    ok["squares"] = ok["replicas"] * (ok[f"{metric}_std"].fillna(0) ** 2 + (ok[metric] - pooled_mean) ** 2)
+    table = ok.groupby(keys).agg(trials=("trial", "size"), replicas=("replicas", "sum"), total=("total", "sum"),
+                                 squares=("squares", "sum")).reset_index()
+    table["mean"] = table["total"] / table["replicas"]
     table["std"] = np.sqrt(table["squares"] / (table["replicas"] - 1)).where(table["replicas"] > 1)
-    return ordered(table.drop(columns=["weighted", "squares"]))
+    return ordered(table.drop(columns=["total", "squares"]))
 
 
-def check(table: pd.DataFrame, trials: pd.DataFrame) -> list[str]:
+def check(table: pd.DataFrame) -> list[str]:
     """NoAnswer when no family has two depths; else one line per family that is missing."""
     if table.empty:
         raise NoAnswer("no ok hyper or embedding trial with a conditioner depth: nothing to plot against depth")
@@ -51,43 +51,39 @@ def check(table: pd.DataFrame, trials: pd.DataFrame) -> list[str]:
     return [f"no ok {family} trial with a conditioner depth" for family in FAMILIES if family not in depths]
 
 
-def format_depths(table: pd.DataFrame) -> str:
+def side_by_side(table: pd.DataFrame) -> pd.DataFrame:
     """Depths as rows and families as columns, each cell 'mean ± std (replicas)'."""
     cells = table.assign(cell=[f"{m:.3g} ± {s:.2g} ({r})" for m, s, r in
                                table[["mean", "std", "replicas"]].itertuples(index=False)])
     wide = cells.pivot(index=["variant", "depth"], columns="family", values="cell").fillna("-")
-    wide = wide[plots.families(wide.columns)].rename_axis(columns=None)
-    if not table["variant"].astype(bool).any():
-        wide = wide.droplevel("variant")
-    return wide.to_string()
+    return drop_blank_variant(wide[plots.families(wide.columns)].rename_axis(columns=None).reset_index())
 
 
 def plot_depths(table: pd.DataFrame, metric: str, task: str, path: Path) -> Path:
     """Mean error against depth with std error bars, families side by side at each depth."""
     fig, axes = plots.panels(variant_order(table["variant"]))
-    shift = {"hyper": -0.06, "embedding": 0.06}  # so the two families' error bars do not overlap
     for variant, ax in axes.items():
         for family in plots.families(table["family"]):
             rows = table[(table["variant"] == variant) & (table["family"] == family)]
-            ax.errorbar(rows["depth"] + shift[family], rows["mean"], yerr=rows["std"], capsize=3,
+            ax.errorbar(rows["depth"] + plots.dodge(family, table["depth"]), rows["mean"], yerr=rows["std"], capsize=3,
                         color=plots.COLOURS[family], marker=plots.MARKERS[family], label=plots.LABELS[family])
         ax.set(xlabel="conditioner depth (hidden layers)", xticks=sorted(table["depth"].unique()))
     next(iter(axes.values())).set_ylabel(plots.error_label(metric, task))
     replicas = f"{table['replicas'].min()}" + (f"-{table['replicas'].max()}" if table["replicas"].nunique() > 1 else "")
     fig.suptitle(f"{metric.replace('_', ' ').capitalize()} against conditioner depth: mean ± std over "
                  f"{replicas} replicas per point", fontsize=10)
-    plots.legend(fig, axes)
+    plots.legend(axes)
     return plots.save(fig, path)
 
 
 def analyse(sweep: Sweep, args: argparse.Namespace) -> None:
     table = by_depth(sweep.trials, args.metric)
-    notes = check(table, sweep.trials)
+    notes = check(table)
     if sweep.spec and sweep.spec.sampler.name != "grid":
         notes.append(f"note: the sampler was {sweep.spec.sampler.name}, not grid: other searched keys vary "
                      "with depth too")
     print(f"{args.metric} by conditioner depth: mean ± std over replicas (number of replicas):")
-    print("\n".join([format_depths(table), *notes]))
+    print("\n".join([side_by_side(table).to_string(index=False), *notes]))
     written = [sweep.save(table, "depth"), plot_depths(table, args.metric, sweep.task, sweep.path("depth.png"))]
     print(f"\nwrote {', '.join(p.name for p in written)} (and depth.csv) in {written[0].parent}")
 

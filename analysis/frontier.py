@@ -14,8 +14,18 @@ from pathlib import Path
 import pandas as pd
 
 from analysis import plots
-from analysis.sweep import (NoAnswer, Sweep, add_objective_options, objective, open_sweep, ordered, parser, run,
-                            variant_order)
+from analysis.sweep import (
+    NoAnswer,
+    Sweep,
+    add_objective_options,
+    drop_blank_variant,
+    objective,
+    open_sweep,
+    ordered,
+    parser,
+    run,
+    variant_order,
+)
 from hypersweep.frontier import SIZE_COLUMNS, format_table, pareto_front, ratios, smallest
 
 
@@ -56,9 +66,8 @@ def format_ratios(ratio: pd.DataFrame, count: str) -> str:
     columns = [c for c in ratio.columns if "/" in c]
     if ratio[columns].isna().all().all():  # pivot_table drops the column of a family that met no target
         return f"no ratio of {count}: no target was met by both the hypernetwork and another family"
-    if not ratio["variant"].astype(bool).any():
-        ratio = ratio.drop(columns="variant")
-    text = ratio.to_string(index=False, na_rep="-", formatters={c: "{:,.1f}x".format for c in columns})
+    text = drop_blank_variant(ratio).to_string(index=False, na_rep="-",
+                                               formatters={c: "{:,.1f}x".format for c in columns})
     return f"Ratio of {count} to the hypernetwork's at equal target:\n{text}"
 
 
@@ -74,17 +83,18 @@ def plot_pareto(trials: pd.DataFrame, front: pd.DataFrame, metric: str, count: s
             best = front[(front["variant"] == variant) & (front["family"] == family)]
             ax.step(best[count], best[metric], where="post", ms=5, label=plots.LABELS[family], **style)
         ax.set(xscale="log", yscale="log", xlabel=f"{plots.COUNT_LABELS[count]} (count)")
+        plots.plain_numbers(ax.xaxis)
         plots.plain_numbers(ax.yaxis)
     next(iter(axes.values())).set_ylabel(plots.error_label(metric, task))
     fig.suptitle("Trials (faint) and Pareto fronts", fontsize=10)
-    plots.legend(fig, axes)
+    plots.legend(axes)
     return plots.save(fig, path)
 
 
 def plot_frontier(table: pd.DataFrame, metric: str, count: str, path: Path) -> Path:
     """Smallest size meeting each target, log-log, stricter targets to the right."""
     found = table[table["found"]]
-    fig, axes = plots.panels(variant_order(table["variant"]))
+    fig, axes = plots.panels(variant_order(found["variant"]))  # a variant that met no target is a line of text
     for variant, ax in axes.items():
         for family in plots.families(found["family"]):
             rows = found[(found["variant"] == variant) & (found["family"] == family)]
@@ -92,10 +102,11 @@ def plot_frontier(table: pd.DataFrame, metric: str, count: str, path: Path) -> P
                     marker=plots.MARKERS[family], label=plots.LABELS[family])
         ax.set(xscale="log", yscale="log", xlabel=f"error target ε on {metric.replace('_', ' ')} (stricter →)")
         plots.plain_numbers(ax.xaxis)
+        plots.plain_numbers(ax.yaxis)
         ax.invert_xaxis()
     next(iter(axes.values())).set_ylabel(f"smallest {plots.COUNT_LABELS[count]} (count)")
     fig.suptitle(f"Smallest model with {metric.replace('_', ' ')} ≤ ε", fontsize=10)
-    plots.legend(fig, axes)
+    plots.legend(axes)
     return plots.save(fig, path)
 
 
@@ -105,7 +116,7 @@ def analyse(sweep: Sweep, args: argparse.Namespace) -> None:
     ratio = ratios(table, count)
     front = pareto(sweep.trials, metric, report, count)
     print(f"Smallest architecture per error target ({metric} <= target; {report} reported):")
-    print(format_table(table, count, report))
+    print("\n".join([format_table(table[table["found"]], count, report), *unmet(table)]))
     print("\n" + format_ratios(ratio, count))
     # Integer columns hold NaN where a target was not met: nullable ints keep the CSV free of "205.0".
     integers = table.astype({c: "Int64" for c in ("trial", "params_primary", "params_total", count)})

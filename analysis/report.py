@@ -18,16 +18,27 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
-from analysis import assumptions, depth, frontier, scaling
-from analysis.sweep import (NoAnswer, Sweep, add_objective_options, drop_blank_variant, objective, open_sweep,
-                            parser, run)
-from hypersweep.frontier import ratios
+from analysis import assumptions, depth, frontier, plots, scaling
+from analysis.sweep import (
+    NoAnswer,
+    Sweep,
+    add_objective_options,
+    drop_blank_variant,
+    objective,
+    open_sweep,
+    parser,
+    run,
+)
+from hypersweep.frontier import architecture, ratios
 
 FOLDER = "report"
 
 
-def markdown(table: pd.DataFrame) -> list[str]:
-    """A pipe table: numbers right-aligned, floats to 3 significant digits, missing values as '-'."""
+def markdown(table: pd.DataFrame, right: list[str] | None = None) -> list[str]:
+    """A pipe table: floats to 3 significant digits, missing values as '-'.
+
+    Numbers are right-aligned, and so are the columns in `right` (numbers already formatted as text).
+    """
     def cell(value) -> str:
         if pd.isna(value):
             return "-"
@@ -35,21 +46,30 @@ def markdown(table: pd.DataFrame) -> list[str]:
             return f"{value:.3g}"
         return f"{value:,}" if isinstance(value, int) else str(value)
 
-    align = ["---:" if pd.api.types.is_numeric_dtype(table[c]) else "---" for c in table.columns]
+    align = ["---:" if pd.api.types.is_numeric_dtype(table[c]) or c in (right or []) else "---"
+             for c in table.columns]
     rows = [[cell(v) for v in row] for row in table.astype(object).itertuples(index=False)]
     return ["| " + " | ".join(line) + " |" for line in [list(map(str, table.columns)), align, *rows]]
 
 
+def bullets(lines: list[str]) -> list[str]:
+    """Lines as a Markdown list (then a blank line), so they do not run together into one paragraph."""
+    return [*(f"- {line}" for line in lines), ""] if lines else []
+
+
 def duration(seconds: float) -> str:
+    """'1 h 05 min', '6 min 00 s' or '12 s'."""
     minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
 
 
 def header(sweep: Sweep) -> list[str]:
+    """Title, experiment, trials by status and family, wall time, versions and dates."""
     t = sweep.trials
     statuses = ", ".join(f"{n} {s}" for s, n in t["status"].value_counts().items())
-    families = ", ".join(f"{f} {n}" for f, n in t["family"].value_counts().items())
+    per_family = t["family"].value_counts()
+    families = ", ".join(f"{f} {per_family[f]}" for f in plots.families(per_family.index))
     span = f"{t['started_at'].min():%Y-%m-%d %H:%M} to {t['finished_at'].max():%Y-%m-%d %H:%M} UTC"
     return [f"# {sweep.experiment}: sweep report", "",
             f"- experiment `{sweep.experiment}`, task `{sweep.task}`, results in `{sweep.out}`",
@@ -57,16 +77,6 @@ def header(sweep: Sweep) -> list[str]:
             f"- wall time: {duration(t['wall_s'].sum())} of training summed over trials; run {span}",
             f"- hypersweep {t['version'].iloc[0]}, commit {str(t['git_commit'].iloc[0])[:10]}; "
             f"report written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC", ""]
-
-
-def architecture(row: pd.Series) -> str:
-    """'17x1' for the primary net, plus the conditioner and embedding where the family has them."""
-    parts = [f"{int(row['primary.width'])}×{int(row['primary.depth'])}"]
-    if row["family"] != "standard":
-        parts.append(f"conditioner {int(row['conditioner.width'])}×{int(row['conditioner.depth'])}")
-    if row["family"] == "embedding":
-        parts.append(f"emb {int(row['embedding_dim'])}")
-    return ", ".join(parts)
 
 
 def pareto_section(sweep: Sweep, metric: str, report: str, count: str) -> list[str]:
@@ -81,16 +91,20 @@ def pareto_section(sweep: Sweep, metric: str, report: str, count: str) -> list[s
 def frontier_section(sweep: Sweep, targets: list[float], metric: str, report: str, count: str) -> list[str]:
     table = frontier.frontier(sweep.trials, targets, metric, report, count)
     found = table[table["found"]]
+    # A dict, so params_total appears once when it is the count.
     shown = pd.DataFrame({"variant": found["variant"], "family": found["family"], "target": found["target"],
                           count: found[count].astype(int), "params_total": found["params_total"].astype(int),
                           report: found[report], "architecture": found.apply(architecture, axis=1),
-                          "trial": found["trial"].astype(int)}).loc[:, lambda t: ~t.columns.duplicated()]
+                          "trial": found["trial"].astype(int)})
     lines = [f"A trial meets a target when its {metric} is at most the target; {report} is reported.", "",
-             *markdown(drop_blank_variant(shown)), "", *frontier.unmet(table)]
+             *markdown(drop_blank_variant(shown)), "", *bullets(frontier.unmet(table))]
     ratio = ratios(table, count)
-    if ratio.filter(like="/").notna().any().any():
+    columns = [c for c in ratio.columns if "/" in c]
+    if ratio[columns].notna().any().any():
+        ratio = ratio.dropna(how="all", subset=columns)
+        ratio[columns] = ratio[columns].map(lambda r: "-" if pd.isna(r) else f"{r:,.1f}×")
         lines += ["", f"Ratio of {count} to the hypernetwork's at equal target:", "",
-                  *markdown(drop_blank_variant(ratio.dropna(how="all", subset=ratio.filter(like="/").columns)))]
+                  *markdown(drop_blank_variant(ratio), right=columns)]
     else:
         lines += ["", frontier.format_ratios(ratio, count)]
     frontier.plot_frontier(table, metric, count, sweep.path("frontier.png", FOLDER))
@@ -103,11 +117,14 @@ def scaling_section(sweep: Sweep, metric: str, count: str, samples: int) -> list
     if fits["slope"].isna().all():
         raise NoAnswer("; ".join(notes))
     fitted = fits.dropna(subset=["slope"])
-    shown = fitted[["variant", "family", "trials", "target_low", "target_high", "slope", "slope_low", "slope_high"]]
-    lines = [f"Least-squares slope of log({count}) against log(1/ε) over each family's frontier at "
-             f"{fitted['targets'].max()} log-spaced targets spanning its Pareto front; interval: "
-             f"{scaling.LEVEL:.0%} percentile bootstrap over {samples} resamples of the trials.", "",
-             *markdown(drop_blank_variant(shown)), "", *notes]
+    low, high = (f"{scaling.LEVEL:.0%} {end}" for end in ("low", "high"))
+    shown = fitted[["variant", "family", "trials", "eps_high", "eps_low", "slope", "slope_low", "slope_high"]]
+    shown = shown.rename(columns={"eps_high": "ε from", "eps_low": "ε to", "slope_low": low, "slope_high": high})
+    lines = [f"Least-squares slope of log({count}) against log(1/ε), over each family's frontier read at "
+             f"{fitted['targets'].max()} log-spaced targets spanning its Pareto front (ε: the error reached by the "
+             f"smallest trial meeting a target); interval: {scaling.LEVEL:.0%} percentile bootstrap over {samples} "
+             "resamples of the trials.", "",
+             *markdown(drop_blank_variant(shown)), "", *bullets(notes)]
     dims = scaling.by_dim(fits)
     if dims is not None:
         scaling.plot_by_dim(fits, count, sweep.path("scaling_by_n.png", FOLDER))
@@ -119,34 +136,35 @@ def scaling_section(sweep: Sweep, metric: str, count: str, samples: int) -> list
 
 def depth_section(sweep: Sweep) -> list[str]:
     table = depth.by_depth(sweep.trials)
-    notes = depth.check(table, sweep.trials)
+    notes = depth.check(table)
     if sweep.spec and sweep.spec.sampler.name != "grid":
         raise NoAnswer(f"conditioner depth varies, but under the {sweep.spec.sampler.name} sampler rather than a "
                        "grid; `python -m analysis.depth OUT` plots it anyway")
     depth.plot_depths(table, "test_error", sweep.task, sweep.path("depth.png", FOLDER))
-    shown = table.assign(mean=table["mean"].round(4), std=table["std"].round(4))
-    return ["Test error over every replica of every ok trial at each depth (mean, sample std).", "",
-            *markdown(drop_blank_variant(shown)), "", *notes, "", "![Error against depth](depth.png)"]
+    return ["Test error over every replica of every ok trial at each depth: mean ± sample std (replicas).", "",
+            *markdown(depth.side_by_side(table)), "", *bullets(notes), "![Error against depth](depth.png)"]
 
 
-def assumptions_section(sweep: Sweep, metric: str) -> list[str]:
-    lines = []
+def assumption1_section(sweep: Sweep) -> list[str]:
     curves = assumptions.replicated_curves(sweep.epochs(), sweep.trials)
     if curves.empty:
-        lines += ["Assumption 1: no ok trial trained with seeds > 1, so no replica disagreement to follow.", ""]
-    else:
-        falls, by_epoch = assumptions.disagreement_falls(curves), assumptions.disagreement_by_epoch(curves)
-        assumptions.plot_disagreement(by_epoch, sweep.path("assumption1.png", FOLDER))
-        lines += ["Assumption 1: replica disagreement after the first and the last epoch; `falling` counts the "
-                  "trials whose disagreement fell.", "", *markdown(falls), "", "![Assumption 1](assumption1.png)", ""]
+        raise NoAnswer("no ok trial trained with seeds > 1, so no replica disagreement to follow")
+    falls, by_epoch = assumptions.disagreement_falls(curves), assumptions.disagreement_by_epoch(curves)
+    assumptions.plot_disagreement(by_epoch, sweep.path("assumption1.png", FOLDER))
+    return ["Replica disagreement after the first and the last epoch; `falling` counts the trials whose "
+            "disagreement fell.", "", *markdown(falls.assign(fraction=falls["fraction"].map("{:.0%}".format)),
+                                                 right=["fraction"]), "", "![Assumption 1](assumption1.png)"]
+
+
+def assumption2_section(sweep: Sweep, metric: str) -> list[str]:
     narrow, missing = assumptions.one_hidden_layer(sweep.trials, metric)
-    if not narrow.empty:
-        by_width, rho = assumptions.error_by_width(narrow, metric), assumptions.rank_correlations(narrow, metric)
-        assumptions.plot_width(narrow, by_width, rho, metric, sweep.task, sweep.path("assumption2.png", FOLDER))
-        lines += [f"Assumption 2: {metric} of one-hidden-layer standard networks by width; Spearman correlation "
-                  f"of width and error: {', '.join(f'{v} {r:.2f}' if v else f'{r:.2f}' for v, r in rho.items())}.",
-                  "", *markdown(drop_blank_variant(by_width)), "", "![Assumption 2](assumption2.png)"]
-    return [*lines, *missing]
+    if narrow.empty:
+        raise NoAnswer("; ".join(line.removeprefix("Assumption 2: ") for line in missing))
+    by_width, rho = assumptions.error_by_width(narrow, metric), assumptions.rank_correlations(narrow, metric)
+    assumptions.plot_width(narrow, by_width, rho, metric, sweep.task, sweep.path("assumption2.png", FOLDER))
+    return [f"{metric} of one-hidden-layer standard networks by width; Spearman correlation of width and error: "
+            f"{assumptions.format_correlations(rho)}.", "", *markdown(drop_blank_variant(by_width)), "",
+            *bullets(missing), "![Assumption 2](assumption2.png)"]
 
 
 def section(title: str, build: Callable[[], list[str]]) -> list[str]:
@@ -166,10 +184,11 @@ def analyse(sweep: Sweep, args: argparse.Namespace) -> None:
                       lambda: frontier_section(sweep, sweep.targets(args.targets), metric, report, count)),
              *section("Scaling with accuracy", lambda: scaling_section(sweep, metric, count, args.bootstrap)),
              *section("Error against conditioner depth", lambda: depth_section(sweep)),
-             *section("Assumptions", lambda: assumptions_section(sweep, report))]
+             *section("Assumption 1: replicas converge to one function", lambda: assumption1_section(sweep)),
+             *section("Assumption 2: error falls with width", lambda: assumption2_section(sweep, report))]
     path = sweep.path("report.md", FOLDER)
     path.write_text("\n".join(lines))
-    figures = sorted(p.name for p in path.parent.glob("*.png"))
+    figures = [line[line.index("(") + 1:-1] for line in lines if line.startswith("![")]
     print(f"wrote {path} with {len(figures)} figures ({', '.join(figures)})")
 
 

@@ -43,10 +43,6 @@ class Sweep:
     def task(self) -> str:
         return str(self.trials["config.task.name"].iloc[0])
 
-    @property
-    def variants(self) -> list[str]:
-        return variant_order(self.trials["variant"])
-
     def targets(self, given: list[float] | None = None) -> list[float]:
         """Error targets, largest first: `given`, else the objective's, else DEFAULT_TARGETS."""
         return sorted(given or self.objective.error_targets or DEFAULT_TARGETS, reverse=True)
@@ -96,7 +92,7 @@ def open_sweep(out: str) -> Sweep:
         raise NoSweep(f"{out}: no trial results (expected {out}/trials/family=*/*.parquet)")
     spec = None
     try:
-        spec = load(str(path / "space.yaml"))
+        spec = load(str(path / "space.yaml"), build_tasks=False)
     except ConfigError as err:
         print(f"note: {err}; using the default objective ({Objective.metric} <= target, {Objective.count})",
               file=sys.stderr)
@@ -110,18 +106,19 @@ def parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
     return p
 
 
-def add_objective_options(p: argparse.ArgumentParser) -> None:
-    """--targets, --metric, --report and --count, overriding OUT/space.yaml's objective."""
+def add_objective_options(p: argparse.ArgumentParser, report: bool = True) -> None:
+    """--targets, --metric, --count and (with `report`) --report, overriding OUT/space.yaml's objective."""
     p.add_argument("--targets", type=targets_list, help="error targets, e.g. 0.1,0.01")
     p.add_argument("--metric", choices=["val_error", "test_error"], help="what a trial must bring under a target")
-    p.add_argument("--report", choices=["val_error", "test_error"], help="the error the tables report")
+    if report:
+        p.add_argument("--report", choices=["val_error", "test_error"], help="the error the tables report")
     p.add_argument("--count", choices=["params_primary", "params_total"], help="the size that is minimised")
 
 
 def objective(sweep: Sweep, args: argparse.Namespace) -> tuple[str, str, str]:
     """(metric, report, count): the command-line overrides, else the sweep's objective."""
     o = sweep.objective
-    return args.metric or o.metric, args.report or o.report, args.count or o.count
+    return args.metric or o.metric, getattr(args, "report", None) or o.report, args.count or o.count
 
 
 def targets_list(text: str) -> list[float]:
@@ -134,10 +131,10 @@ def targets_list(text: str) -> list[float]:
     return targets
 
 
-def run(analysis: Callable[[], None]) -> int:
+def run(body: Callable[[], None]) -> int:
     """Run a script's body, turning NoSweep and NoAnswer into one line and an exit code."""
     try:
-        analysis()
+        body()
     except NoSweep as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

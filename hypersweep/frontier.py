@@ -66,14 +66,20 @@ def format_table(table: pd.DataFrame, count: str = "params_primary", report: str
         if not r["found"]:
             lines.append(head + f"{'-':>15} {'-':>13} {'-':>11}  no trial met this target")
             continue
-        arch = f"primary {_int(r.get('primary.width'))}x{_int(r.get('primary.depth'))}"
-        if r["family"] != "standard":
-            arch += f", conditioner {_int(r.get('conditioner.width'))}x{_int(r.get('conditioner.depth'))}"
-        if r["family"] == "embedding":
-            arch += f", emb {_int(r.get('embedding_dim'))}"
+        arch = architecture(r)
         lines.append(head + f"{int(r[count]):>15,} {int(r['params_total']):>13,} {r[report]:>11.3g}  {arch}  "
                             f"(trial {int(r['trial'])})")
     return "\n".join(lines)
+
+
+def architecture(row: pd.Series) -> str:
+    """A frontier row's sizes, e.g. `primary 4x1, conditioner 64x2, emb 8` (width x depth)."""
+    arch = f"primary {_int(row.get('primary.width'))}x{_int(row.get('primary.depth'))}"
+    if row["family"] != "standard":
+        arch += f", conditioner {_int(row.get('conditioner.width'))}x{_int(row.get('conditioner.depth'))}"
+    if row["family"] == "embedding":
+        arch += f", emb {_int(row.get('embedding_dim'))}"
+    return arch
 
 
 def _int(value) -> str:

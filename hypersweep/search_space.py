@@ -110,7 +110,7 @@ class StudySpace:
     study: str  # the Optuna study name: <experiment>-<family>[-<variant label>]
     base: dict  # the run config with every searched key left out
     params: tuple[Param, ...]
-    dims: tuple[int, int, int]  # the task's (dim_i, dim_x, dim_out), for parameter counts
+    dims: tuple[int, int, int] | None  # the task's (dim_i, dim_x, dim_out); None unless tasks were built
 
     @property
     def label(self) -> str:
@@ -168,19 +168,21 @@ def variant_label(variant: dict) -> str:
     return ",".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in variant.items())
 
 
-def load(path: str) -> SweepSpec:
-    """Read and validate a search-space file (building each task once to check it).
+def load(path: str, build_tasks: bool = True) -> SweepSpec:
+    """Read and validate a search-space file, building each task once to check its data.
 
-    Every error is a ConfigError naming the file and the key.
+    `build_tasks=False` skips that (and the parameter cap, which needs the task's sizes): for
+    reading back the space of a finished sweep. Every error is a ConfigError naming the file
+    and the key.
     """
     try:
         raw = read_yaml(path)
-        return _validate(raw, path)
+        return _validate(raw, path, build_tasks)
     except ConfigError as err:
         raise err if err.file else err.in_file(path) from None
 
 
-def _validate(raw: Any, path: str) -> SweepSpec:
+def _validate(raw: Any, path: str, build_tasks: bool) -> SweepSpec:
     top = parse(_Top, raw)
     if not top.experiment.replace("-", "").replace("_", "").isalnum():
         raise ConfigError("experiment", f"use letters, digits, - and _ only, got {top.experiment!r}")
@@ -201,7 +203,8 @@ def _validate(raw: Any, path: str) -> SweepSpec:
         if top.budget.epochs:
             common["train"]["epochs"] = top.budget.epochs
         origin = {k: f"variants.{k}" for k in variant}
-        task = build_task(_check_run_config(common, origin, "variant", variant).task)
+        task_cfg = _check_run_config(common, origin, "variant", variant).task
+        task = build_task(task_cfg) if build_tasks else None
         for family, body in top.families.items():
             studies.append(_study_space(top, family, body, variant, common, task))
     return SweepSpec(top.experiment, path, top.task, top.objective, top.sampler, top.budget,
@@ -220,7 +223,7 @@ def _assign(cfg: dict, values: dict[str, Any]) -> dict:
     return cfg
 
 
-def _study_space(top: _Top, family: str, body: Any, variant: dict, common: dict, task: Task) -> StudySpace:
+def _study_space(top: _Top, family: str, body: Any, variant: dict, common: dict, task: Task | None) -> StudySpace:
     where = f"families.{family}"
     if body is None:
         body = {}
@@ -246,10 +249,11 @@ def _study_space(top: _Top, family: str, body: Any, variant: dict, common: dict,
     corners = {"low": {p.name: _corner(p, low=True) for p in params},
                "high": {p.name: _corner(p, low=False) for p in params}}
     study = f"{top.experiment}-{family}" + (f"-{variant_label(variant)}" if variant else "")
-    space = StudySpace(family, variant, study, base, tuple(params), (task.dim_i, task.dim_x, task.dim_out))
+    dims = (task.dim_i, task.dim_x, task.dim_out) if task else None
+    space = StudySpace(family, variant, study, base, tuple(params), dims)
     for which, values in corners.items():
         cfg = _check_run_config(space.config(values), origin, which, values)
-        if which == "high" and top.budget.max_params:
+        if which == "high" and top.budget.max_params and task:
             total = param_counts(cfg.model, task.dim_i, task.dim_x, task.dim_out).total
             if total > top.budget.max_params:
                 raise ConfigError(where, f"the largest model has {total} parameters, over budget.max_params "
