@@ -187,7 +187,8 @@ class Recorder(tune.Callback):
         row["git_commit"], row["retries"] = self.commit, trial.num_failures - (error is not None)
         self.store.write_trial(self.space.family, self.space.study, cfg, row, self.live.pop(trial.trial_id, []))
         self.done += 1
-        searched = " ".join(f"{k.split('.', 1)[-1]}={v}" for k, v in trial.config.items())
+        searched = " ".join(f"{k.split('.', 1)[-1]}={v:.3g}" if isinstance(v, float) else f"{k.split('.', 1)[-1]}={v}"
+                            for k, v in trial.config.items())
         metric = self.spec.objective.metric
         score = f"{metric} {row[metric]:.3g}" if row.get(metric) is not None and status != "failed" else error or ""
         name = f"{self.space.family} {self.space.label}".strip()
