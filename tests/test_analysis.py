@@ -298,3 +298,23 @@ def test_report_says_in_one_line_why_a_section_is_missing(small, capsys):
     assert "## Error against conditioner depth\n\nconditioner depth does not vary (every trial has depth 2)" in text
     assert "## Assumption 1: replicas converge to one function\n\nno ok trial trained with seeds > 1" in text
     assert "| hyper | 0.1 | 9 |" in text
+
+
+def test_the_results_page_is_built_from_exported_tables_with_rule_based_verdicts(tmp_path, monkeypatch):
+    from analysis import results_page
+
+    runs = tmp_path / "runs"
+    sweep = SweepWriter(runs / "teacher_scaling")
+    for width, hyper_error in [(1, 0.4), (2, 0.2), (4, 0.08), (8, 0.04)]:
+        sweep.trial("hyper", hyper_error, width=width)
+        sweep.trial("embedding", hyper_error, width=64 * width)  # the same errors with far larger q
+    for root in ("ROOT", "DATA", "FIGURES"):
+        monkeypatch.setattr(results_page, root, tmp_path / {"ROOT": "", "DATA": "d/data", "FIGURES": "d"}[root])
+    assert results_page.main(["--runs", str(runs), "--bootstrap", "50"]) == 0
+
+    assert (tmp_path / "d/data/teacher_scaling.trials.parquet").exists()
+    page = (tmp_path / "RESULTS.md").read_text()
+    size = page.split("## Smaller primary nets (teacher)")[1].split("##")[0]
+    assert "*Verdict: holds*" in size and "![smallest size per target](d/teacher_scaling_frontier.png)" in size
+    assert "| Dependence on n = dim_i" in page and "**not run**" in page  # teacher_dims was not exported
+    assert (tmp_path / "d/teacher_scaling_frontier.png").stat().st_size > 0
