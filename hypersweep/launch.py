@@ -13,6 +13,7 @@ if __package__ in (None, ""):  # run as a script path (ray submit): import the i
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -63,6 +64,17 @@ def check_out(store: ResultStore, out: str, resume: bool) -> None:
     if not resume and not store.is_empty():
         what = "already holds a sweep; pass --resume to continue it" if has_sweep else "is not empty"
         raise Refusal(f"--out {out}: {what}, or choose another --out")
+
+
+def check_storage(url: str) -> None:
+    """Open the Optuna storage once, so a bad URL is refused before any compute."""
+    import optuna
+
+    try:
+        optuna.storages.RDBStorage(url).remove_session()
+    except Exception as err:  # SQLAlchemy raises many kinds: a missing driver, a refused connection, ...
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise Refusal(f"--storage {url}: cannot open it ({message})") from None
 
 
 def acquire_lock(out: str) -> Path | None:
@@ -142,25 +154,27 @@ def main(argv: list[str] | None = None) -> int:
             saved = json.loads(store.read_text(MANIFEST) or "{}")
             if saved and saved["experiment"] != spec.experiment:
                 raise Refusal(f"--out {out}: holds experiment {saved['experiment']!r}, not {spec.experiment!r}")
+            if args.storage:
+                check_storage(args.storage)
             lock = acquire_lock(out)
         except (ConfigError, Refusal) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
         try:
-            if not saved:
-                store.write_text(SPACE_COPY, Path(space_path).read_text())
-                store.write_text(MANIFEST, json.dumps({"experiment": spec.experiment, "version": __version__,
-                                                       "studies": [s.study for s in spec.studies]}, indent=2))
-            return _run(spec, out, store, args)
+            return _run(spec, out, store, args, None if saved else Path(space_path).read_text())
         except KeyboardInterrupt:
             print(f"\ninterrupted: continue with  python -m hypersweep.launch --resume --out {out}", file=sys.stderr)
             return 130
         finally:
             if lock:
                 lock.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):  # leave no empty --out behind a launch that never started
+                    lock.parent.rmdir()
 
 
-def _run(spec: search_space.SweepSpec, out: str, store: ResultStore, args: argparse.Namespace) -> int:
+def _run(spec: search_space.SweepSpec, out: str, store: ResultStore, args: argparse.Namespace,
+         space_text: str | None) -> int:
+    """Join or start Ray, record a new sweep's space in --out, run every study, print the answer."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our own one line per trial instead of Tune's tables
     import optuna
     import ray
@@ -170,7 +184,15 @@ def _run(spec: search_space.SweepSpec, out: str, store: ResultStore, args: argpa
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = args.storage or f"sqlite:///{Path(store.root) / 'optuna.db'}"
     if not ray.is_initialized():
-        ray.init(address=args.address, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+        try:
+            ray.init(address=args.address, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+        except (ConnectionError, ValueError) as err:
+            print(f"error: --address {args.address}: cannot join that Ray cluster ({err})", file=sys.stderr)
+            return 2
+    if space_text is not None:
+        store.write_text(SPACE_COPY, space_text)
+        store.write_text(MANIFEST, json.dumps({"experiment": spec.experiment, "version": __version__,
+                                               "studies": [s.study for s in spec.studies]}, indent=2))
     resources = ray.cluster_resources()
     print(f"hypersweep {__version__}: {spec.experiment} -> {out} "
           f"(Ray: {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs; Optuna: {storage})", flush=True)

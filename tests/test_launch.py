@@ -71,6 +71,14 @@ def test_bad_input_is_one_line_exit_2_and_nothing_on_disk(ray_address, tmp_path,
     assert not out.exists()
 
 
+def test_a_storage_that_cannot_be_opened_is_refused_before_anything_runs(ray_address, tmp_path):
+    out = tmp_path / "never"
+    proc = launch(ray_address, space_file(tmp_path), "--out", str(out), "--storage", "postgresql://u:p@localhost:1/x")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "--storage postgresql://u:p@localhost:1/x: cannot open it" in proc.stderr
+    assert not out.exists()
+
+
 def test_refuses_to_mix_two_experiments_or_escape_the_out_dir(ray_address, tmp_path):
     space = space_file(tmp_path)
     unrelated = tmp_path / "thesis"
