@@ -1,5 +1,6 @@
 """Kill the driver, a trial's worker or a whole node: the sweep resumes and loses or
 duplicates nothing. These tests kill real processes on a real local Ray."""
+import contextlib
 import os
 import signal
 import subprocess
@@ -115,7 +116,13 @@ def test_resuming_a_finished_sweep_runs_nothing_and_changes_nothing(ray_address,
 
 
 def trial_workers() -> list[psutil.Process]:
-    return [p for p in psutil.process_iter(["cmdline"]) if (p.info["cmdline"] or [""])[0] == "ray::ImplicitFunc.train"]
+    """Trial processes of this test session's Ray (started below this process), not of any other Ray."""
+    workers = []
+    for process in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if process.cmdline()[:1] == ["ray::ImplicitFunc.train"]:
+                workers.append(process)
+    return workers
 
 
 def test_a_killed_trial_worker_is_retried_and_the_sweep_completes(ray_address, tmp_path):
