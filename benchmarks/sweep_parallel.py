@@ -1,0 +1,132 @@
+"""`sweep_parallel`: a Ray Tune sweep running 2 trials at a time vs the same trials in one process.
+
+The sweep is `hypersweep.sweep.run_study` on a grid of 8 hypernetworks (one CPU and one
+torch thread per trial) on a local 2-CPU Ray. The baseline runs the same 8 configurations
+one after another, with the same single thread, in a fresh process (so both sides pay for
+starting Python and importing torch once per process) niced as Ray nices its workers (so
+both yield alike to whatever else the machine runs). Epochs are calibrated so that one
+trial trains for about `seconds`. Overhead per trial = (sweep wall time - ideal time) /
+trials, the ideal being the baseline's training time divided by the concurrency. To tell
+where it goes, `details` also has the trials' mean training time inside the sweep
+(`sweep_trial_s`, against `trial_s` in the baseline) and when the first trial started.
+
+    python -m benchmarks.sweep_parallel SPACE.yaml   # the baseline: prints its trials' wall_s
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from benchmarks.measure import Result, Size, compare, torch_threads
+from hypersweep import search_space
+from hypersweep.config import RunConfig
+from hypersweep.search_space import StudySpace, SweepSpec
+from hypersweep.tabulated import grid_points
+from hypersweep.train import load_config, train
+
+SIZES = {"tiny": ([1], 0.2), "quick": ([1, 2, 3, 4], 3.0), "full": ([1, 2, 3, 4], 5.0)}  # g widths, s per trial
+CONCURRENT = 2
+GOAL = 1.6
+OVERHEAD_GOAL_S = 0.5
+RAY_WORKER_NICENESS = 15  # Ray's default `worker_niceness`
+ROOT = Path(__file__).resolve().parent.parent  # where `python -m benchmarks...` resolves
+
+
+def space(widths: list[int], epochs: int) -> dict:
+    """Hypernetworks g of the given widths and depth 1 or 2 on the quickstart's teacher task."""
+    return {
+        "experiment": "bench_sweep",
+        "task": {"name": "teacher", "dim_x": 2, "dim_i": 4, "seed": 0},
+        "model": {"activation": "tanh"},
+        "train": {"batch_size": 64, "lr": 0.003, "epochs": epochs},
+        "objective": {"type": "pareto", "metric": "val_error", "count": "params_primary", "targets": [0.01]},
+        "sampler": {"name": "grid"},
+        "budget": {"max_concurrent": CONCURRENT, "max_failures": 0},
+        "resources": {"cpus": 1, "gpus": 0},
+        "families": {"hyper": {"primary": {"width": {"choices": widths}, "depth": {"choices": [1, 2]}},
+                               "conditioner": {"width": 64, "depth": 2}}},
+    }
+
+
+def trial_configs(spec: SweepSpec) -> list[RunConfig]:
+    """Every trial of the sweep, with one torch thread as `run_trial` gives a 1-CPU trial."""
+    cfgs = [load_config(s.config(values)) for s in spec.studies for values in grid_points(s)]
+    return [dataclasses.replace(c, train=dataclasses.replace(c.train, threads=1)) for c in cfgs]
+
+
+def calibrate(spec: SweepSpec, seconds: float) -> int:
+    """Epochs that make the slowest trial train for about `seconds`, from two 2-epoch runs of it."""
+    cfg = max(trial_configs(spec), key=lambda c: (c.model.primary.depth, c.model.primary.width))
+    short = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=2))
+    with torch_threads(1):
+        per_epoch = min(train(short)["wall_s"] for _ in range(2)) / 2
+    return max(1, round(seconds / per_epoch))
+
+
+def sequential(path: str) -> list[float]:
+    """Train every trial of the space in this process; their wall times."""
+    return [train(cfg)["wall_s"] for cfg in trial_configs(search_space.load(path))]
+
+
+def sweep(spec: SweepSpec, study: StudySpace, out: str) -> tuple[float, float, float]:
+    """The sweep's wall time, its trials' mean training time and its first trial's start delay.
+
+    Runs on the running Ray, or on a local one started (and stopped) here.
+    """
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no Tune progress tables on our stdout
+    import ray
+
+    from hypersweep.results import load_trials
+    from hypersweep.sweep import run_study
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=CONCURRENT, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    try:
+        start = time.time()
+        run_study(spec, study, out, f"sqlite:///{out}/optuna.db", spec.trials(study), CONCURRENT, log=lambda _: None)
+        wall = time.time() - start
+    finally:
+        if started:
+            ray.shutdown()
+    trials = load_trials(out)
+    return wall, trials["wall_s"].mean(), trials["started_at"].min().timestamp() - start
+
+
+def run(size: Size) -> Result:
+    widths, seconds = SIZES[size]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "space.yaml"
+        path.write_text(yaml.safe_dump(space(widths, 2)))
+        epochs = calibrate(search_space.load(str(path)), seconds)
+        path.write_text(yaml.safe_dump(space(widths, epochs)))
+        spec = search_space.load(str(path))
+        (study,) = spec.studies
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "benchmarks.sweep_parallel", str(path)], cwd=ROOT,
+                              check=True, capture_output=True, text=True)
+        baseline = time.perf_counter() - start
+        walls = json.loads(proc.stdout)
+        out = Path(tmp) / "out"
+        out.mkdir()
+        ours, sweep_trial_s, first_start_s = sweep(spec, study, str(out))
+    trials = len(walls)
+    overhead = (ours - sum(walls) / CONCURRENT) / trials
+    result = compare(ours, baseline, "s", baseline / ours, GOAL, trials=trials, epochs=epochs,
+                     trial_s=round(sum(walls) / trials, 3), sweep_trial_s=round(sweep_trial_s, 3),
+                     first_trial_after_s=round(first_start_s, 3), overhead_s_per_trial=round(overhead, 3),
+                     overhead_goal_s=OVERHEAD_GOAL_S)
+    return dataclasses.replace(result, met=result.met and overhead <= OVERHEAD_GOAL_S)
+
+
+if __name__ == "__main__":
+    os.nice(RAY_WORKER_NICENESS)
+    print(json.dumps(sequential(sys.argv[1])))

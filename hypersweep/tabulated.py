@@ -1,0 +1,193 @@
+"""Tabulated benchmarks: train every grid point of a search space once, then replay searches.
+
+    python -m hypersweep.tabulated build SPACE.yaml TABLE.parquet [--jobs N]
+    python -m hypersweep.tabulated replay SPACE.yaml TABLE.parquet [--sampler NAME] [--repetitions N]
+
+A table has one row per grid point of each study (family and variant) of a search space.
+`replay` runs the space's own Optuna search against it, looking results up instead of
+training, so comparing samplers over many seeds costs seconds. The ground truth for an
+error target is the smallest architecture in the table whose search metric meets it; a
+search has found it when it tries an architecture that meets the target and is at most
+10% larger.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import hashlib
+import itertools
+import json
+import math
+import multiprocessing
+import statistics
+import sys
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+import optuna
+import pandas as pd
+
+from hypersweep import search_space
+from hypersweep.config import ConfigError
+from hypersweep.search_space import StudySpace, SweepSpec, grid_space
+from hypersweep.sweep import DefineByRun, make_sampler
+from hypersweep.tasks import Task, build_task
+from hypersweep.train import load_config, train
+
+TOLERANCE = 1.1  # "found" = meets the target with at most 10% more parameters than the smallest
+METRICS = ("status", "val_error", "test_error", "params_primary", "params_conditioner", "params_total", "wall_s")
+
+
+def config_key(config: dict) -> str:
+    """A digest of a plain run config: a table row is valid only for the exact config it trained."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def grid_points(space: StudySpace) -> list[dict[str, Any]]:
+    """Every point of a study's grid, as {searched key: value}."""
+    grid = grid_space(space)
+    return [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+
+
+@functools.lru_cache(maxsize=4)
+def _task(task_cfg: Any) -> Task:
+    return build_task(task_cfg)
+
+
+def _train_point(space: StudySpace, values: dict[str, Any], threads: int | None) -> dict[str, Any]:
+    config = space.config(values)
+    cfg = load_config(config)
+    if threads:
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=threads))
+    result = train(cfg, task=_task(cfg.task))
+    return {"study": space.study, "family": space.family, "variant": space.label, "key": config_key(config),
+            **{f"config.{k}": v for k, v in values.items()}, **{k: result[k] for k in METRICS}}
+
+
+def build(spec: SweepSpec, jobs: int = 1, log: Callable[[str], None] = print) -> pd.DataFrame:
+    """Train every grid point of every study of `spec`, `jobs` at a time (one torch thread each)."""
+    work = [(space, values) for space in spec.studies for values in grid_points(space)]
+    if jobs == 1:
+        return _collect((_train_point(space, values, None) for space, values in work), len(work), log)
+    # spawn, not fork: a forked child would inherit the parent's OpenMP thread pool.
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        spaces, points = zip(*work, strict=True)
+        return _collect(pool.map(_train_point, spaces, points, itertools.repeat(1)), len(work), log)
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
+def _collect(rows: Iterable[dict[str, Any]], total: int, log: Callable[[str], None]) -> pd.DataFrame:
+    table = []
+    for row in rows:
+        table.append(row)
+        log(f"[{len(table)}/{total}] {row['study']} {row['status']} {row['val_error']:.4g} "
+            f"params_primary {row['params_primary']}")
+    return pd.DataFrame(table)
+
+
+def smallest_meeting(rows: pd.DataFrame, metric: str, count: str, target: float) -> int:
+    """The smallest `count` among ok rows whose `metric` is at most `target`."""
+    meets = rows[(rows["status"] == "ok") & (rows[metric] <= target)]
+    if meets.empty:
+        raise ValueError(f"no architecture in the table reaches {metric} <= {target}")
+    return int(meets[count].min())
+
+
+def replay(spec: SweepSpec, space: StudySpace, table: pd.DataFrame, sampler: str | None = None, seed: int = 0,
+           max_trials: int | None = None) -> optuna.Study:
+    """One search of `space` against the table, as an in-memory Optuna study.
+
+    The search is the space's own: the sampler from `hypersweep.sweep.make_sampler` (`sampler`
+    swaps its name, `seed` its seed) and the objective as `StudySearch` tells it. It stops at
+    the first architecture that meets the tightest target with at most 10% more parameters
+    than the smallest one that does, and records that trial count as the study's user
+    attribute `found_at`; it gives up after `max_trials` (default: the grid size).
+    """
+    o = spec.objective
+    target = o.error_targets[-1]
+    rows = table[table["study"] == space.study].set_index("key")
+    best = smallest_meeting(rows, o.metric, o.count, target)
+    found = rows.index[(rows["status"] == "ok") & (rows[o.metric] <= target) & (rows[o.count] <= TOLERANCE * best)]
+    swapped = dataclasses.replace(spec.sampler, name=sampler or spec.sampler.name, seed=seed)
+    study = optuna.create_study(
+        directions=["minimize", "minimize"] if o.type == "pareto" else ["minimize"],
+        sampler=make_sampler(dataclasses.replace(spec, sampler=swapped), space, spec.trials(space)),
+    )
+    suggest = DefineByRun(space.params)
+    for number in range(1, (max_trials or space.grid_size()) + 1):
+        trial = study.ask()
+        suggest(trial)
+        key = config_key(space.config(trial.params))
+        if key not in rows.index:
+            raise KeyError(f"{space.study} {trial.params}: not in the table (was it built from this space?)")
+        row = rows.loc[key]
+        if row["status"] != "ok":
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        elif o.type == "constrained":
+            trial.set_constraint("error_target", row[o.metric] - o.target)
+            study.tell(trial, int(row[o.count]))
+        else:
+            study.tell(trial, [row[o.metric], int(row[o.count])])
+        if key in found:
+            study.set_user_attr("found_at", number)
+            break
+    return study
+
+
+def trials_to_find(spec: SweepSpec, space: StudySpace, table: pd.DataFrame, sampler: str | None = None,
+                   seed: int = 0, max_trials: int | None = None) -> int | None:
+    """Trials one `replay` needed to find the answer, or None if it gave up."""
+    return replay(spec, space, table, sampler, seed, max_trials).user_attrs.get("found_at")
+
+
+def search_cost(spec: SweepSpec, space: StudySpace, table: pd.DataFrame, repetitions: int = 20,
+                sampler: str | None = None, max_trials: int | None = None) -> list[int | None]:
+    """`trials_to_find` for seeds 0 .. repetitions - 1."""
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one INFO line per trial otherwise
+    try:
+        return [trials_to_find(spec, space, table, sampler, seed, max_trials) for seed in range(repetitions)]
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
+def median_trials(costs: list[int | None]) -> float:
+    """The median number of trials, a search that never found it counting as infinitely many."""
+    return statistics.median(math.inf if c is None else c for c in costs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hypersweep.tabulated", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    b = commands.add_parser("build", help="train every grid point and write the table")
+    b.add_argument("space")
+    b.add_argument("table")
+    b.add_argument("--jobs", type=int, default=1, help="trainings in parallel, one torch thread each")
+    r = commands.add_parser("replay", help="how many trials each study's search needs, from the table")
+    r.add_argument("space")
+    r.add_argument("table")
+    r.add_argument("--sampler", choices=["tpe", "nsga2", "random"], help="instead of the space's sampler")
+    r.add_argument("--repetitions", type=int, default=20)
+    args = parser.parse_args(argv)
+    try:
+        spec = search_space.load(args.space)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.command == "build":
+        build(spec, args.jobs).to_parquet(args.table, index=False)
+        return 0
+    table = pd.read_parquet(args.table)
+    for space in spec.studies:
+        costs = search_cost(spec, space, table, args.repetitions, args.sampler)
+        found = sum(c is not None for c in costs)
+        print(f"{space.study}: median {median_trials(costs):g} trials (found in {found}/{len(costs)}): {costs}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

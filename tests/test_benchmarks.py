@@ -1,0 +1,61 @@
+"""Smoke tests: every benchmark runs on a tiny size and reports sane numbers (nothing is timed)."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from benchmarks import run
+from benchmarks.flop_efficiency import training_flops
+from benchmarks.measure import Result, compare
+from hypersweep.config import MLPConfig, ModelConfig
+from hypersweep.models import build_model
+
+KEYS = {"ours", "baseline", "unit", "ratio", "goal", "met"}
+
+
+@pytest.mark.parametrize("name", [n for n in run.BENCHMARKS if n != "sweep_parallel"])
+def test_each_benchmark_runs_on_a_tiny_size(name):
+    check(run.BENCHMARKS[name]("tiny"))
+
+
+def test_the_sweep_benchmark_runs_on_a_tiny_size(ray_address):
+    result = run.BENCHMARKS["sweep_parallel"]("tiny")
+    check(result)
+    assert result.details["trials"] == 2 and "overhead_s_per_trial" in result.details
+
+
+def check(result: Result) -> None:
+    data = json.loads(json.dumps(result.as_json()))
+    assert set(data) >= KEYS
+    for key in ("ours", "baseline", "ratio", "goal"):
+        assert 0 < data[key] < math.inf, key
+    assert isinstance(data["unit"], str) and isinstance(data["met"], bool)
+
+
+def test_run_prints_the_table_and_writes_the_json(tmp_path, monkeypatch, capsys):
+    fake = {"fast": lambda size: compare(4.0, 2.0, "samples/s", 2.0, 30.0, size=size)}
+    monkeypatch.setattr(run, "BENCHMARKS", fake)
+    assert run.main(["--quick", "--json", str(tmp_path / "out.json")]) == 0
+    assert json.loads((tmp_path / "out.json").read_text()) == {
+        "fast": {"ours": 4.0, "baseline": 2.0, "unit": "samples/s", "ratio": 2.0, "goal": 30.0, "met": False,
+                 "size": "quick"}}
+    out = capsys.readouterr().out
+    assert "benchmark" in out and "met?" in out and "fast" in out and "NO" in out
+
+
+@pytest.mark.parametrize("model", [
+    ModelConfig("hyper", MLPConfig(6, 2), MLPConfig(7, 2)),
+    ModelConfig("hyper", MLPConfig(6, 1), MLPConfig(7, 1), primary_bias=False),
+    ModelConfig("embedding", MLPConfig(6, 2), MLPConfig(7, 2), embedding_dim=3),
+    ModelConfig("standard", MLPConfig(6, 3)),
+    ModelConfig("standard", MLPConfig(5, 0)),
+])
+def test_flops_counted_from_the_architecture_match_torchs_counter(model):
+    net = build_model(model, dim_i=4, dim_x=2, dim_out=3)
+    with FlopCounterMode(display=False) as counter:
+        net(torch.randn(5, 4), torch.randn(5, 11, 2)).pow(2).sum().backward()
+    assert training_flops(model, 4, 2, 3, points=11) == counter.get_total_flops() / 5
