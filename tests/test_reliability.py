@@ -115,12 +115,13 @@ def test_resuming_a_finished_sweep_runs_nothing_and_changes_nothing(ray_address,
     assert {p: p.stat().st_mtime_ns for p in rows(out)} == before
 
 
-def trial_workers() -> list[psutil.Process]:
-    """Trial processes of this test session's Ray (started below this process), not of any other Ray."""
+def trial_workers(since: float) -> list[psutil.Process]:
+    """Trial processes started after `since` by this session's Ray (below this process): not an idle
+    actor left by an earlier test, nor one of another Ray."""
     workers = []
     for process in psutil.Process().children(recursive=True):
         with contextlib.suppress(psutil.Error):
-            if process.cmdline()[:1] == ["ray::ImplicitFunc.train"]:
+            if process.cmdline()[:1] == ["ray::ImplicitFunc.train"] and process.create_time() >= since:
                 workers.append(process)
     return workers
 
@@ -128,10 +129,11 @@ def trial_workers() -> list[psutil.Process]:
 def test_a_killed_trial_worker_is_retried_and_the_sweep_completes(ray_address, tmp_path):
     out = tmp_path / "out"
     space = space_file(tmp_path, budget={"trials": 3, "epochs": 40, "max_concurrent": 1, "max_failures": 1})
+    start = time.time()
     proc = launch(ray_address, space, "--out", str(out), wait=False)
-    wait_for(lambda: running_trials(out) >= 1 and trial_workers())
+    wait_for(lambda: running_trials(out) >= 1 and trial_workers(start))
     time.sleep(1)  # let the trial get into training
-    for worker in trial_workers():
+    for worker in trial_workers(start):
         worker.send_signal(signal.SIGKILL)
     assert proc.wait(timeout=300) == 0
     trials = load_trials(str(out))
