@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from benchmarks.measure import Result, Size, compare, torch_threads
+from benchmarks.measure import Result, Size, best_times, compare, torch_threads
 from hypersweep import search_space
 from hypersweep.config import RunConfig
 from hypersweep.search_space import StudySpace, SweepSpec
@@ -63,12 +63,12 @@ def trial_configs(spec: SweepSpec) -> list[RunConfig]:
 
 
 def calibrate(spec: SweepSpec, seconds: float) -> int:
-    """Epochs that make the slowest trial train for about `seconds`, from two 2-epoch runs of it."""
+    """Epochs that make the slowest trial train for about `seconds`, from the best of three 5-epoch runs."""
     cfg = max(trial_configs(spec), key=lambda c: (c.model.primary.depth, c.model.primary.width))
-    short = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=2))
+    short = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=5))
     with torch_threads(1):
-        per_epoch = min(train(short)["wall_s"] for _ in range(2)) / 2
-    return max(1, round(seconds / per_epoch))
+        (best,) = best_times([lambda: train(short)], 3)
+    return max(1, round(seconds / (best / 5)))
 
 
 def sequential(path: str) -> list[float]:

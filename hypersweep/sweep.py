@@ -35,6 +35,7 @@ from hypersweep.train import load_config, train
 RESULT_KEYS = ("status", "val_error", "val_error_std", "val_error_max", "test_error", "test_error_std",
                "test_error_max", "replica_disagreement", "train_loss", "epoch", "wall_s", "samples_per_s",
                "device", "threads", "node", "node_id", "started_at")
+ASHA_REDUCTION = 4  # ASHA keeps the best quarter of the trials at each rung
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,8 +142,13 @@ def trial_status(result: dict | None, error: bool) -> str:
     return "pruned"
 
 
-def run_trial(config: dict, space: StudySpace) -> None:
-    """One Ray Tune trial: train the configuration the searcher chose."""
+def run_trial(config: dict, space: StudySpace, report_epochs: frozenset[int] = frozenset()) -> None:
+    """One Ray Tune trial: train the configuration the searcher chose.
+
+    Each `tune.report` is a round trip through the driver, so the trial reports only at the
+    epochs the scheduler decides on (`report_epochs`) and at the end; every report carries
+    the epochs since the previous one as `history`, so the learning curve stays whole.
+    """
     cfg = load_config(space.config(config))
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=cfg.train.threads or max(1, int(cpus))))
@@ -150,8 +156,25 @@ def run_trial(config: dict, space: StudySpace) -> None:
             "threads": cfg.train.threads, "started_at": time.time()}
     task = build_task(cfg.task)
     counts = param_counts(cfg.model, task.dim_i, task.dim_x, task.dim_out).as_dict()
-    final = train(cfg, on_epoch=lambda m: tune.report({**m, **counts, **meta}), task=task)
-    tune.report({**final, **meta, "final": True})
+    history: list[dict] = []
+
+    def on_epoch(metrics: dict) -> None:
+        history.append(metrics)
+        if metrics["epoch"] in report_epochs:
+            tune.report({**metrics, **counts, **meta, "history": history.copy()})
+            history.clear()
+
+    final = train(cfg, on_epoch=on_epoch, task=task)
+    tune.report({**final, **meta, "final": True, "history": history})
+
+
+def rung_epochs(grace: int, max_t: int) -> frozenset[int]:
+    """The epochs at which ASHA compares trials: grace x reduction^k up to max_t."""
+    rungs, epoch = set(), grace
+    while epoch <= max_t:
+        rungs.add(epoch)
+        epoch *= ASHA_REDUCTION
+    return frozenset(rungs)
 
 
 class Recorder(tune.Callback):
@@ -165,8 +188,10 @@ class Recorder(tune.Callback):
         self.commit = git_commit()
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        if not result.get("final"):
-            self.live.setdefault(trial.trial_id, []).append(dict(result))
+        self.live.setdefault(trial.trial_id, []).extend(result.get("history", []))
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        self.live.pop(trial.trial_id, None)  # the retry trains from the first epoch again
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._record(trial, trial.last_result, error=None)
@@ -272,10 +297,12 @@ def run_study(spec: SweepSpec, space: StudySpace, out: str, storage_url: str, tr
     epochs = space.base["train"].get("epochs", 30)
     # max_t is one past the last epoch: a trial that trains to the end must finish by itself,
     # after its final report with the test error, not be stopped at its last epoch.
+    grace = min(spec.budget.grace_epochs, epochs)
     scheduler = (ASHAScheduler(time_attr="epoch", metric=spec.objective.metric, mode="min", max_t=epochs + 1,
-                               grace_period=min(spec.budget.grace_epochs, epochs))
+                               grace_period=grace, reduction_factor=ASHA_REDUCTION)
                  if spec.early_stopping else None)
-    trainable = tune.with_resources(tune.with_parameters(run_trial, space=space),
+    report_epochs = rung_epochs(grace, epochs) if scheduler else frozenset()
+    trainable = tune.with_resources(tune.with_parameters(run_trial, space=space, report_epochs=report_epochs),
                                     {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus})
     tuner = tune.Tuner(
         trainable,

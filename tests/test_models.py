@@ -52,10 +52,11 @@ def test_trainable_parameters_are_the_reported_total(family, replicas, w, d):
     assert out.shape == (replicas, 7, 11, 3)
 
 
-def test_hypernetwork_applies_generated_weights_per_instance():
+@pytest.mark.parametrize("points", [9, 300])  # g runs elementwise for few points, as bmm for many
+def test_hypernetwork_applies_generated_weights_per_instance(points):
     cfg = ModelConfig("hyper", MLPConfig(5, 2), MLPConfig(8, 1), activation="tanh")
     model = build_model(cfg, dim_i=3, dim_x=2, dim_out=4)
-    I, x = torch.randn(6, 3), torch.randn(6, 9, 2)
+    I, x = torch.randn(6, 3), torch.randn(6, points, 2)
     theta = model.generated(I)[0]
     expected = []
     for b in range(6):  # the slow reference: one instance at a time

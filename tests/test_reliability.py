@@ -128,7 +128,11 @@ def trial_workers(since: float) -> list[psutil.Process]:
 
 def test_a_killed_trial_worker_is_retried_and_the_sweep_completes(ray_address, tmp_path):
     out = tmp_path / "out"
-    space = space_file(tmp_path, budget={"trials": 3, "epochs": 40, "max_concurrent": 1, "max_failures": 1})
+    # Early stopping makes trials report at epochs 1, 4 and 16; one architecture for all three
+    # trials makes them tie at every rung, so none is stopped and each trains all 40 epochs.
+    space = space_file(tmp_path, budget={"trials": 3, "epochs": 40, "max_concurrent": 1, "max_failures": 1,
+                                         "early_stopping": True, "grace_epochs": 1},
+                       families={"hyper": {"primary": {"width": {"choices": [4]}}}})
     start = time.time()
     proc = launch(ray_address, space, "--out", str(out), wait=False)
     wait_for(lambda: running_trials(out) >= 1 and trial_workers(start))
@@ -139,6 +143,8 @@ def test_a_killed_trial_worker_is_retried_and_the_sweep_completes(ray_address, t
     trials = load_trials(str(out))
     assert len(trials) == 3 and set(trials["status"]) == {"ok"}
     assert trials["retries"].sum() == 1
+    curves = load_epochs(str(out)).groupby("trial")["epoch"].agg(list)
+    assert all(curve == list(range(1, 41)) for curve in curves)  # the retried trial's curve is whole, once
 
 
 def test_a_trial_that_keeps_failing_is_recorded_as_failed_and_the_sweep_completes(ray_address, tmp_path):
