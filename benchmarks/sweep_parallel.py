@@ -5,12 +5,17 @@ torch thread per trial) on a local 2-CPU Ray. The baseline runs the same 8 confi
 one after another, with the same single thread, in a fresh process (so both sides pay for
 starting Python and importing torch once per process) niced as Ray nices its workers (so
 both yield alike to whatever else the machine runs). Epochs are calibrated so that one
-trial trains for about `seconds`. Overhead per trial = (sweep wall time - ideal time) /
-trials, the ideal being the baseline's training time divided by the concurrency. To tell
-where it goes, `details` also has the trials' mean training time inside the sweep
-(`sweep_trial_s`, against `trial_s` in the baseline) and when the first trial started.
+trial trains for about `seconds`.
 
-    python -m benchmarks.sweep_parallel SPACE.yaml   # the baseline: prints its trials' wall_s
+The sweep's overhead per trial is its wall time minus that of the same 8 trials shared out
+to two fresh plain Python processes run side by side (no Ray, no Optuna), divided by the
+trials: what the scheduler adds. Two trials sharing two cores also slow each other down (memory and cache),
+which no scheduler can remove; `overhead_vs_ideal_s` counts that too, the ideal being the
+baseline's training time divided by the concurrency. `details` also has the trials' mean
+training time inside the sweep (`sweep_trial_s`, against `trial_s` in the baseline) and
+when the first trial started.
+
+    python -m benchmarks.sweep_parallel SPACE.yaml [K N]  # trains every Nth trial from the Kth; prints wall_s
 """
 from __future__ import annotations
 
@@ -71,9 +76,21 @@ def calibrate(spec: SweepSpec, seconds: float) -> int:
     return max(1, round(seconds / (best / 5)))
 
 
-def sequential(path: str) -> list[float]:
-    """Train every trial of the space in this process; their wall times."""
-    return [train(cfg)["wall_s"] for cfg in trial_configs(search_space.load(path))]
+def trained(path: str, share: int = 0, shares: int = 1) -> list[float]:
+    """Train every `shares`-th trial of the space from `share` on, in this process; their wall times."""
+    return [train(cfg)["wall_s"] for cfg in trial_configs(search_space.load(path))[share::shares]]
+
+
+def in_processes(path: Path, processes: int) -> tuple[float, list[float]]:
+    """Wall time of `trained` split over fresh Python processes run side by side, and its trials' times."""
+    start = time.perf_counter()
+    procs = [subprocess.Popen([sys.executable, "-m", "benchmarks.sweep_parallel", str(path), str(k), str(processes)],
+                              cwd=ROOT, stdout=subprocess.PIPE, text=True) for k in range(processes)]
+    walls = [json.loads(proc.communicate()[0]) for proc in procs]
+    elapsed = time.perf_counter() - start
+    if any(proc.returncode for proc in procs):
+        raise RuntimeError(f"a baseline process of {path} failed")
+    return elapsed, [w for share in walls for w in share]
 
 
 def sweep(spec: SweepSpec, study: StudySpace, out: str) -> tuple[float, float, float]:
@@ -110,23 +127,21 @@ def run(size: Size) -> Result:
         path.write_text(yaml.safe_dump(space(widths, epochs)))
         spec = search_space.load(str(path))
         (study,) = spec.studies
-        start = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "benchmarks.sweep_parallel", str(path)], cwd=ROOT,
-                              check=True, capture_output=True, text=True)
-        baseline = time.perf_counter() - start
-        walls = json.loads(proc.stdout)
+        baseline, walls = in_processes(path, 1)
+        plain, _ = in_processes(path, CONCURRENT)
         out = Path(tmp) / "out"
         out.mkdir()
         ours, sweep_trial_s, first_start_s = sweep(spec, study, str(out))
     trials = len(walls)
-    overhead = (ours - sum(walls) / CONCURRENT) / trials
+    overhead = (ours - plain) / trials
     result = compare(ours, baseline, "s", baseline / ours, GOAL, trials=trials, epochs=epochs,
                      trial_s=round(sum(walls) / trials, 3), sweep_trial_s=round(sweep_trial_s, 3),
-                     first_trial_after_s=round(first_start_s, 3), overhead_s_per_trial=round(overhead, 3),
-                     overhead_goal_s=OVERHEAD_GOAL_S)
+                     first_trial_after_s=round(first_start_s, 3), plain_parallel_s=round(plain, 3),
+                     overhead_s_per_trial=round(overhead, 3), overhead_goal_s=OVERHEAD_GOAL_S,
+                     overhead_vs_ideal_s=round((ours - sum(walls) / CONCURRENT) / trials, 3))
     return dataclasses.replace(result, met=result.met and overhead <= OVERHEAD_GOAL_S)
 
 
 if __name__ == "__main__":
     os.nice(RAY_WORKER_NICENESS)
-    print(json.dumps(sequential(sys.argv[1])))
+    print(json.dumps(trained(sys.argv[1], *map(int, sys.argv[2:4]))))
