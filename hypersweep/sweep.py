@@ -36,6 +36,8 @@ RESULT_KEYS = ("status", "val_error", "val_error_std", "val_error_max", "test_er
                "test_error_max", "replica_disagreement", "train_loss", "epoch", "wall_s", "samples_per_s",
                "device", "threads", "node", "node_id", "started_at")
 ASHA_REDUCTION = 4  # ASHA keeps the best quarter of the trials at each rung
+MAX_REPEATS = 20  # proposals not worth training in a row before the sampler is bypassed
+SKIPPED = ("repeat", "larger")  # statuses of proposals told without training (see ask_untried)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +76,90 @@ def make_sampler(spec: SweepSpec, space: StudySpace, trials: int) -> optuna.samp
                                       seed=s.seed, multivariate=True)
 
 
+def twin(study: optuna.Study, params: dict[str, Any], number: int = -1) -> optuna.trial.FrozenTrial | None:
+    """A trial of `study` other than `number` that trained (fully or until stopped early), or is training, `params`."""
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.RUNNING)
+    for t in study.get_trials(deepcopy=False, states=states):
+        if t.params == params and t.number != number:
+            return t
+    return None
+
+
+def smallest_feasible(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    """The finished trial of a constrained study with the smallest count that meets the target."""
+    feasible = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+                if t.constraints and all(c <= 0 for c in t.constraints.values())]
+    return min(feasible, key=lambda t: t.values[0], default=None)
+
+
+def ask_untried(study: optuna.Study, suggest: Callable[[optuna.Trial], object],
+                count: Callable[[dict[str, Any]], int] | None = None) -> optuna.Trial:
+    """Ask `study` for a trial worth training: parameters not trained or training yet and,
+    when `count` gives a proposal's parameter count (the constrained objective), smaller
+    than the smallest model already meeting the target.
+
+    Samplers re-propose points of small discrete spaces (TPE often does), and training is
+    deterministic, so a repeat is not trained; nor is a model that cannot be the answer. Such
+    a proposal is told FAIL (which samplers ignore) with user attributes `status: repeat`
+    and `repeat_of`, or `status: larger` and `larger_than`. After MAX_REPEATS of them in a
+    row the sampler is stuck on what it knows, so the trial gets uniformly random
+    parameters worth training; if none turn up either, the space looks exhausted and the
+    sampler's proposal is returned to be trained whatever it is.
+    """
+    best = smallest_feasible(study) if count else None
+
+    def skip_reason(params: dict[str, Any], number: int = -1) -> tuple[str, int] | None:
+        original = twin(study, params, number)
+        if original is not None:
+            return "repeat_of", original.number
+        if best is not None and count(params) >= best.values[0]:
+            return "larger_than", best.number
+        return None
+
+    for _ in range(MAX_REPEATS):
+        trial = study.ask()
+        suggest(trial)
+        reason = skip_reason(trial.params, trial.number)
+        if reason is None:
+            return trial
+        key, number = reason
+        trial.set_user_attr("status", key.split("_")[0])
+        trial.set_user_attr(key, number)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    last = study.get_trials(deepcopy=False)[-1]
+    uniform = optuna.samplers.RandomSampler(seed=last.number)
+    for _ in range(MAX_REPEATS):
+        params = {name: uniform.sample_independent(study, last, name, distribution)
+                  for name, distribution in last.distributions.items()}
+        if skip_reason(params) is None:
+            study.enqueue_trial(params)
+            break
+    trial = study.ask()
+    suggest(trial)
+    return trial
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelCount:
+    """The objective's parameter count of proposed parameters, known before training (a picklable callable)."""
+
+    space: StudySpace
+    count: str
+    cache: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
+
+    def __call__(self, params: dict[str, Any]) -> int:
+        key = tuple(sorted(params.items()))
+        if key not in self.cache:
+            model = load_config(self.space.config(params)).model
+            self.cache[key] = param_counts(model, *self.space.dims).as_dict()[self.count]
+        return self.cache[key]
+
+
+def model_count(spec: SweepSpec, space: StudySpace) -> ModelCount | None:
+    """What `ask_untried` compares proposals by: the count, under the constrained objective only."""
+    return ModelCount(space, spec.objective.count) if spec.objective.type == "constrained" else None
+
+
 def _json_value(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
@@ -91,6 +177,7 @@ class StudySearch(OptunaSearch):
         o = spec.objective
         multi = o.type == "pareto"
         self.hs_objective = o
+        self.hs_count = model_count(spec, space)
         super().__init__(
             space=DefineByRun(space.params),
             metric=[o.metric, o.count] if multi else o.count,
@@ -104,7 +191,9 @@ class StudySearch(OptunaSearch):
         return self._ot_trials[trial_id].number
 
     def suggest(self, trial_id: str) -> dict | None:
-        config = super().suggest(trial_id)
+        if trial_id not in self._ot_trials:
+            self._ot_trials[trial_id] = ask_untried(self._ot_study, self._space, self.hs_count)
+        config = super().suggest(trial_id)  # the same parameters, as a Tune config
         if trial_id in self._ot_trials:
             self._ot_trials[trial_id].set_user_attr("ray_trial_id", trial_id)
         return config
@@ -267,7 +356,7 @@ def reconcile(spec: SweepSpec, space: StudySpace, storage: optuna.storages.BaseS
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)
             study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
             log(f"[{space.study}] trial #{t.number} was interrupted: queued again")
-        elif t.state.is_finished() and t.number not in have and status not in (None, "interrupted"):
+        elif t.state.is_finished() and t.number not in have and status not in (None, "interrupted", *SKIPPED):
             cfg = load_config(space.config(t.params))
             error = "recorded in the study only (driver stopped)" if status == "failed" else None
             row = trial_row(spec, space, cfg, t.number, t.user_attrs.get("ray_trial_id"), status,

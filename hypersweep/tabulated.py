@@ -1,7 +1,7 @@
 """Tabulated benchmarks: train every grid point of a search space once, then replay searches.
 
     python -m hypersweep.tabulated build SPACE.yaml TABLE.parquet [--jobs N]
-    python -m hypersweep.tabulated replay SPACE.yaml TABLE.parquet [--sampler NAME] [--repetitions N]
+    python -m hypersweep.tabulated replay SPACE.yaml TABLE.parquet [--sampler NAME] [--repetitions N] [--jobs N]
 
 A table has one row per grid point of each study (family and variant) of a search space.
 `replay` runs the space's own Optuna search against it, looking results up instead of
@@ -32,7 +32,7 @@ import pandas as pd
 from hypersweep import search_space
 from hypersweep.config import ConfigError
 from hypersweep.search_space import StudySpace, SweepSpec, grid_space
-from hypersweep.sweep import DefineByRun, make_sampler
+from hypersweep.sweep import DefineByRun, ask_untried, make_sampler, model_count
 from hypersweep.tasks import Task, build_task
 from hypersweep.train import load_config, train
 
@@ -98,14 +98,18 @@ def smallest_meeting(rows: pd.DataFrame, metric: str, count: str, target: float)
 
 
 def replay(spec: SweepSpec, space: StudySpace, table: pd.DataFrame, sampler: str | None = None, seed: int = 0,
-           max_trials: int | None = None) -> optuna.Study:
+           max_trials: int | None = None, skip_larger: bool = True) -> optuna.Study:
     """One search of `space` against the table, as an in-memory Optuna study.
 
     The search is the space's own: the sampler from `hypersweep.sweep.make_sampler` (`sampler`
     swaps its name, `seed` its seed) and the objective as `StudySearch` tells it. It stops at
     the first architecture that meets the tightest target with at most 10% more parameters
     than the smallest one that does, and records that trial count as the study's user
-    attribute `found_at`; it gives up after `max_trials` (default: the grid size).
+    attribute `found_at`; it gives up after `max_trials` (default: the grid size). As in a
+    sweep, a proposal of an architecture already tried, or (constrained objective) no
+    smaller than one known to meet the target, is not tried and does not count as a trial
+    (`hypersweep.sweep.ask_untried`); `skip_larger=False` tries the latter, as a plain
+    search would.
     """
     o = spec.objective
     target = o.error_targets[-1]
@@ -117,10 +121,9 @@ def replay(spec: SweepSpec, space: StudySpace, table: pd.DataFrame, sampler: str
         directions=["minimize", "minimize"] if o.type == "pareto" else ["minimize"],
         sampler=make_sampler(dataclasses.replace(spec, sampler=swapped), space, spec.trials(space)),
     )
-    suggest = DefineByRun(space.params)
+    suggest, count = DefineByRun(space.params), model_count(spec, space) if skip_larger else None
     for number in range(1, (max_trials or space.grid_size()) + 1):
-        trial = study.ask()
-        suggest(trial)
+        trial = ask_untried(study, suggest, count)
         key = config_key(space.config(trial.params))
         if key not in rows.index:
             raise KeyError(f"{space.study} {trial.params}: not in the table (was it built from this space?)")
@@ -139,20 +142,26 @@ def replay(spec: SweepSpec, space: StudySpace, table: pd.DataFrame, sampler: str
 
 
 def trials_to_find(spec: SweepSpec, space: StudySpace, table: pd.DataFrame, sampler: str | None = None,
-                   seed: int = 0, max_trials: int | None = None) -> int | None:
+                   seed: int = 0, max_trials: int | None = None, skip_larger: bool = True) -> int | None:
     """Trials one `replay` needed to find the answer, or None if it gave up."""
-    return replay(spec, space, table, sampler, seed, max_trials).user_attrs.get("found_at")
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one INFO line per study and trial otherwise
+    try:
+        return replay(spec, space, table, sampler, seed, max_trials, skip_larger).user_attrs.get("found_at")
+    finally:
+        optuna.logging.set_verbosity(verbosity)
 
 
 def search_cost(spec: SweepSpec, space: StudySpace, table: pd.DataFrame, repetitions: int = 20,
-                sampler: str | None = None, max_trials: int | None = None) -> list[int | None]:
-    """`trials_to_find` for seeds 0 .. repetitions - 1."""
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one INFO line per trial otherwise
-    try:
-        return [trials_to_find(spec, space, table, sampler, seed, max_trials) for seed in range(repetitions)]
-    finally:
-        optuna.logging.set_verbosity(verbosity)
+                sampler: str | None = None, max_trials: int | None = None, skip_larger: bool = True,
+                jobs: int = 1) -> list[int | None]:
+    """`trials_to_find` for seeds 0 .. repetitions - 1, `jobs` searches at a time."""
+    find = functools.partial(trials_to_find, spec, space, table, sampler, max_trials=max_trials,
+                             skip_larger=skip_larger)
+    if jobs == 1:
+        return [find(seed) for seed in range(repetitions)]
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(find, range(repetitions)))
 
 
 def median_trials(costs: list[int | None]) -> float:
@@ -172,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("table")
     r.add_argument("--sampler", choices=["tpe", "nsga2", "random"], help="instead of the space's sampler")
     r.add_argument("--repetitions", type=int, default=20)
+    r.add_argument("--jobs", type=int, default=1, help="searches in parallel")
     args = parser.parse_args(argv)
     try:
         spec = search_space.load(args.space)
@@ -183,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     table = pd.read_parquet(args.table)
     for space in spec.studies:
-        costs = search_cost(spec, space, table, args.repetitions, args.sampler)
+        costs = search_cost(spec, space, table, args.repetitions, args.sampler, jobs=args.jobs)
         found = sum(c is not None for c in costs)
         print(f"{space.study}: median {median_trials(costs):g} trials (found in {found}/{len(costs)}): {costs}")
     return 0

@@ -81,8 +81,8 @@ def assert_each_trial_exactly_once(out: Path, trials: int = TRIALS) -> None:
 
 KILLS = {
     "during the first trials": dict(when=lambda out: running_trials(out) >= 1),
-    "after Optuna was told, before the row was written": dict(env={"HYPERSWEEP_FAILPOINT": "after_tell@1"}),
-    "while a result file is being written": dict(env={"HYPERSWEEP_FAILPOINT": "before_rename@2"}),
+    "after Optuna was told, before the row was written": dict(env={"HYPERSWEEP_FAILPOINT": "after_tell@0"}),
+    "while a result file is being written": dict(env={"HYPERSWEEP_FAILPOINT": "before_rename@0"}),
     "near the end": dict(when=lambda out: len(rows(out)) >= TRIALS - 1),
 }
 

@@ -10,7 +10,7 @@ from ray.cluster_utils import Cluster
 from hypersweep import frontier
 from hypersweep.results import load_epochs, load_trials
 from hypersweep.search_space import load
-from hypersweep.sweep import run_study
+from hypersweep.sweep import MAX_REPEATS, SKIPPED, ask_untried, run_study
 
 TEACHER = {"name": "teacher", "dim_x": 2, "dim_i": 4, "train_instances": 300, "points": 16}
 
@@ -46,6 +46,38 @@ def test_every_trial_lands_in_parquet_and_in_its_optuna_study(ray_address, tmp_p
     assert (load_epochs(out).groupby(["family", "trial"]).size() == 3).all()
 
 
+def test_a_proposal_already_trained_or_training_is_not_trained_again(ray_address, tmp_path):
+    # Three widths, three trials, two at a time: random sampling (TPE's start) repeats widths.
+    _, out, storage = sweep(tmp_path, {"hyper": {"primary": {"width": {"choices": [1, 2, 3]}}}}, trials=3)
+    trials = load_trials(out)
+    assert sorted(trials["config.model.primary.width"]) == [1, 2, 3]
+    study = optuna.load_study(study_name="t-hyper", storage=storage)
+    repeats = [t for t in study.trials if t.user_attrs.get("status") == "repeat"]
+    assert repeats  # the sampler did propose a width again
+    for t in repeats:
+        assert t.state == optuna.trial.TrialState.FAIL  # samplers ignore it
+        assert t.params == study.trials[t.user_attrs["repeat_of"]].params and t.number not in set(trials["trial"])
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_sampler_stuck_on_one_point_gets_an_untried_one_until_the_space_is_exhausted():
+    stuck = optuna.samplers.PartialFixedSampler({"width": 1}, optuna.samplers.RandomSampler(seed=0))
+    study = optuna.create_study(sampler=stuck)
+
+    def suggest(trial):
+        trial.suggest_categorical("width", [1, 2, 3])
+
+    widths = []
+    for _ in range(4):
+        trial = ask_untried(study, suggest)
+        widths.append(trial.params["width"])
+        study.tell(trial, 0.0)
+    assert widths[0] == 1 and sorted(widths[:3]) == [1, 2, 3]  # each width once, then
+    assert widths[3] == 1  # nothing is left: the sampler's proposal is trained again
+    repeats = [t for t in study.trials if t.user_attrs.get("status") == "repeat"]
+    assert len(repeats) == 3 * MAX_REPEATS and all(t.params == {"width": 1} for t in repeats)
+
+
 def test_diverged_and_broken_trials_are_recorded_and_the_sweep_goes_on(ray_address, tmp_path):
     families = {"hyper": {"train": {"optimizer": "sgd", "lr": {"choices": [0.003, 1e12]},
                                     "device": {"choices": ["cpu", "cuda:7"]}}}}
@@ -72,10 +104,17 @@ def test_the_constrained_objective_prefers_the_smallest_model_that_meets_the_tar
                                budget={"trials": 10, "epochs": 4, "max_failures": 0, "early_stopping": False})
     trials = load_trials(out)
     study = optuna.load_study(study_name="t-standard", storage=storage)
-    for t in study.trials:  # the error target reached Optuna's own constraint handling
+    trained = [t for t in study.trials if t.user_attrs["status"] not in SKIPPED]
+    assert sorted(t.number for t in trained) == sorted(trials["trial"])
+    for t in trained:  # the error target reached Optuna's own constraint handling
         row = trials[trials["trial"] == t.number].iloc[0]
         assert t.constraints == {"error_target": pytest.approx(row["val_error"] - 0.3)}
         assert t.value == row["params_primary"]  # the objective is the size alone
+    for t in study.trials:  # a model no smaller than one meeting the target was not trained
+        if t.user_attrs["status"] == "larger":
+            bound = study.trials[t.user_attrs["larger_than"]]
+            assert bound.constraints["error_target"] <= 0 and t.params["model.primary.width"] >= bound.params[
+                "model.primary.width"]
     feasible, infeasible = trials[trials["val_error"] <= 0.3], trials[trials["val_error"] > 0.3]
     assert len(feasible) >= 2 and len(infeasible) >= 1
     # Optuna's best is the smallest feasible model: neither the smallest nor the most accurate one.

@@ -10,6 +10,7 @@ import yaml
 
 from hypersweep import search_space, tabulated
 from hypersweep.models import param_counts
+from hypersweep.sweep import SKIPPED
 from hypersweep.train import load_config
 
 SPACE = {
@@ -85,15 +86,24 @@ def test_a_replay_stops_at_an_answer_within_10_percent(tmp_path, objective, samp
     table = synthetic_table(spec, needs_width_20)
     best = tabulated.smallest_meeting(table, "val_error", "params_primary", 0.5)
     study = tabulated.replay(spec, space, table, sampler=sampler, seed=1, max_trials=1000)
-    assert study.user_attrs["found_at"] == len(study.trials)
+    tried = [t for t in study.trials if t.user_attrs.get("status") not in SKIPPED]
+    assert study.user_attrs["found_at"] == len(tried)
+    assert len({tuple(sorted(t.params.items())) for t in tried}) == len(tried)  # none tried twice
     last = study.trials[-1].params
     assert last["model.primary.depth"] == 2 and last["model.primary.width"] in (20, 21)
     assert best == 20 * 6 + 20 + 20 * 20 + 20 + 20 + 1
     if objective["type"] == "constrained":  # told as StudySearch tells it: count, constraint error - target
+        rows = table.set_index("key")
         first = study.trials[0]
-        row = table.set_index("key").loc[tabulated.config_key(space.config(first.params))]
+        row = rows.loc[tabulated.config_key(space.config(first.params))]
         assert first.values == [row["params_primary"]]
         assert first.constraints == {"error_target": pytest.approx(row["val_error"] - 0.5)}
+        smallest_meeting = math.inf
+        for t in tried:  # nothing trained that is no smaller than a model known to meet the target
+            row = rows.loc[tabulated.config_key(space.config(t.params))]
+            assert row["params_primary"] < smallest_meeting
+            if row["val_error"] <= 0.5:
+                smallest_meeting = row["params_primary"]
     else:
         assert len(study.directions) == 2 and len(study.trials[0].values) == 2
 
@@ -134,6 +144,8 @@ def test_replay_cli_prints_each_studys_median(tmp_path, capsys):
     spec = load(tmp_path, families=WIDE)
     synthetic_table(spec, needs_width_20).to_parquet(tmp_path / "t.parquet")
     code = tabulated.main(["replay", str(tmp_path / "space.yaml"), str(tmp_path / "t.parquet"),
-                           "--sampler", "random", "--repetitions", "3"])
+                           "--sampler", "random", "--repetitions", "3", "--jobs", "2"])
     assert code == 0
-    assert capsys.readouterr().out.startswith("tiny-standard: median ")
+    costs = tabulated.search_cost(spec, spec.studies[0], pd.read_parquet(tmp_path / "t.parquet"), 3, "random")
+    out = capsys.readouterr().out
+    assert out.startswith("tiny-standard: median ") and out.rstrip().endswith(f": {costs}")  # same in parallel
