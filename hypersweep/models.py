@@ -42,6 +42,23 @@ class _SigmoidTanh(torch.autograd.Function):
         return torch.ops.aten.tanh_backward(grad, y)
 
 
+class _DenseGrad(torch.autograd.Function):
+    """The identity, whose backward makes the incoming gradient contiguous.
+
+    The gradient that g's elementwise layers send back to their input comes out of
+    autograd with the points axis innermost; an activation's backward over it then runs
+    strided, about 8x slower than over a dense one.
+    """
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor) -> torch.Tensor:
+        return h.view_as(h)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad.contiguous()
+
+
 def tanh(h: torch.Tensor) -> torch.Tensor:
     """torch.tanh, computed through the sigmoid for large CPU tensors.
 
@@ -245,7 +262,7 @@ class HyperModel(nn.Module):
                 h = h + theta[start:start + o]
                 start += o
             if k < len(self.g_shapes) - 1:
-                h = self.act(h)
+                h = _DenseGrad.apply(self.act(h))
         return h.permute(2, 3, 0, 1)
 
 

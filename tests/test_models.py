@@ -71,6 +71,22 @@ def test_hypernetwork_applies_generated_weights_per_instance(points):
     torch.testing.assert_close(model(I, x)[0], torch.stack(expected))
 
 
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_g_elementwise_and_as_bmm_agree_in_value_and_gradient(activation):
+    cfg = ModelConfig("hyper", MLPConfig(5, 2), MLPConfig(8, 1), activation=activation)
+    model = build_model(cfg, dim_i=3, dim_x=2, dim_out=4, replicas=3)
+    I, x = torch.randn(6, 3), torch.randn(6, 9, 2)
+    results = []
+    for g in (model._g_elementwise, model._g_bmm):
+        theta = model.generated(I).detach().requires_grad_()
+        out = g(theta, x)
+        out.pow(2).sum().backward()
+        results.append((out.detach(), theta.grad))
+    (out_e, grad_e), (out_b, grad_b) = results
+    torch.testing.assert_close(out_e, out_b)
+    torch.testing.assert_close(grad_e, grad_b)
+
+
 @pytest.mark.parametrize("family", ["embedding", "standard"])
 def test_concat_models_equal_an_mlp_on_the_concatenation(family):
     cfg = ModelConfig(family, MLPConfig(6, 2), MLPConfig(5, 1), embedding_dim=3)
