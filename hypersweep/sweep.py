@@ -108,12 +108,13 @@ def ask_untried(study: optuna.Study, suggest: Callable[[optuna.Trial], object],
     """
     best = smallest_feasible(study) if count else None
 
-    def skip_reason(params: dict[str, Any], number: int = -1) -> tuple[str, int] | None:
+    def skip_reason(params: dict[str, Any], number: int = -1) -> tuple[str, str, int] | None:
+        """(status, the user attribute naming the trial that makes it one, that trial's number)."""
         original = twin(study, params, number)
         if original is not None:
-            return "repeat_of", original.number
+            return "repeat", "repeat_of", original.number
         if best is not None and count(params) >= best.values[0]:
-            return "larger_than", best.number
+            return "larger", "larger_than", best.number
         return None
 
     for _ in range(MAX_REPEATS):
@@ -122,9 +123,9 @@ def ask_untried(study: optuna.Study, suggest: Callable[[optuna.Trial], object],
         reason = skip_reason(trial.params, trial.number)
         if reason is None:
             return trial
-        key, number = reason
-        trial.set_user_attr("status", key.split("_")[0])
-        trial.set_user_attr(key, number)
+        status, attr, number = reason
+        trial.set_user_attr("status", status)
+        trial.set_user_attr(attr, number)
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
     last = study.get_trials(deepcopy=False)[-1]
     uniform = optuna.samplers.RandomSampler(seed=last.number)
@@ -194,8 +195,7 @@ class StudySearch(OptunaSearch):
         if trial_id not in self._ot_trials:
             self._ot_trials[trial_id] = ask_untried(self._ot_study, self._space, self.hs_count)
         config = super().suggest(trial_id)  # the same parameters, as a Tune config
-        if trial_id in self._ot_trials:
-            self._ot_trials[trial_id].set_user_attr("ray_trial_id", trial_id)
+        self._ot_trials[trial_id].set_user_attr("ray_trial_id", trial_id)
         return config
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
