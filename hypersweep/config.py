@@ -3,10 +3,15 @@
 Every config is a small frozen dataclass. `parse(cls, data)` builds one from plain
 YAML/JSON data and raises `ConfigError` naming the dotted key at fault, so a CLI can
 print one line (`run.yaml: model.primary.width: must be >= 1, got 0`) and exit 2.
+`load_config(read_yaml(path))` reads and validates a whole run config.
+
+Every number is checked for its type and bounds, and for being finite: NaN passes
+every comparison, so a bound alone would let `lr: .nan` through.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -28,7 +33,17 @@ class ConfigError(ValueError):
 
     def __str__(self) -> str:
         where = f"{self.file}: " if self.file else ""
-        return f"{where}{self.key}: {self.message}" if self.key else f"{where}{self.message}"
+        text = f"{where}{self.key}: {self.message}" if self.key else f"{where}{self.message}"
+        return one_line(text)
+
+
+def one_line(text: str) -> str:
+    """`text` with line breaks and other unprintable characters escaped (`\\n`).
+
+    Keys and values come from the user's file, and a YAML key may hold a newline; an
+    error message must still be the one line the CLIs promise.
+    """
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def bounds(low: float | None = None, high: float | None = None, *, open_low: bool = False) -> dict:
@@ -65,6 +80,9 @@ def parse(cls: type, data: Any, path: str = "") -> Any:
         raise ConfigError(join(path, err.key), err.message) from None
 
 
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+
+
 def _coerce(tp: Any, value: Any, key: str) -> Any:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
@@ -90,10 +108,16 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(key, f"expected an integer, got {value!r}")
+        if not INT_MIN <= value <= INT_MAX:
+            raise ConfigError(key, f"must fit in 64 bits (torch and Parquet store int64), got {value}")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(key, f"expected a number, got {value!r}")
+        if isinstance(value, int) and not INT_MIN <= value <= INT_MAX:  # float() of a huge int raises
+            raise ConfigError(key, f"must be a finite number, got {value}")
+        if not math.isfinite(value):
+            raise ConfigError(key, f"must be a finite number, got {value}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -137,17 +161,34 @@ _Loader.add_implicit_resolver(
 
 
 def read_yaml(path: str) -> Any:
-    """Read YAML safely; syntax errors become a one-line ConfigError."""
+    """Read a UTF-8 YAML file safely; any way it cannot be read becomes a one-line ConfigError."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            return yaml.load(fh, Loader=_Loader)
+        with open(path, "rb") as fh:
+            data = fh.read()
     except FileNotFoundError:
         raise ConfigError("", "file not found", path) from None
+    except IsADirectoryError:
+        raise ConfigError("", "is a directory, not a YAML file", path) from None
+    except OSError as err:
+        raise ConfigError("", f"cannot read it: {err.strerror or err}", path) from None
+    try:
+        # Decoded here rather than by the YAML reader, whose offsets count from its last buffer.
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        raise ConfigError("", f"line {line}: not UTF-8 text (byte 0x{data[err.start]:02x})", path) from None
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.reader.ReaderError as err:  # a control character: YAML allows printable text only
+        line = text[:err.position].count("\n") + 1
+        raise ConfigError("", f"line {line}: character #x{err.character:04x} is not allowed in YAML", path) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark else ""
         problem = getattr(err, "problem", None) or "invalid YAML"
         raise ConfigError("", f"{where}YAML syntax error: {problem}", path) from None
+    except RecursionError:  # PyYAML builds nested collections recursively
+        raise ConfigError("", "nested too deeply to be a config", path) from None
 
 
 Activation = Literal["relu", "tanh", "gelu", "silu", "elu", "sigmoid"]
@@ -171,6 +212,21 @@ class ModelConfig:
     bias: bool = True
     primary_bias: bool | None = None  # None: same as `bias`; the paper's rotation g has none
 
+    @property
+    def has_primary_bias(self) -> bool:
+        """Whether g, q or N has biases: `primary_bias` when set, else `bias`.
+
+        A property rather than resolved at parse time, so `primary_bias` stays as written
+        (None) in the results' config columns.
+        """
+        return self.bias if self.primary_bias is None else self.primary_bias
+
+
+# More torch threads than any machine has cores only slows training; far more (100000) makes
+# the OpenMP runtime fail to create them and crash the process. A fixed cap, not the local
+# CPU count, so a config valid on a laptop driver stays valid on a bigger cluster node.
+MAX_THREADS = 1024
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -183,13 +239,13 @@ class TrainConfig:
     schedule: Literal["constant", "cosine"] = "cosine"
     seed: int = field(default=0, metadata=bounds(0))
     seeds: int = field(default=1, metadata=bounds(1))  # replicas trained as one vectorised model
-    device: str = "auto"
-    threads: int | None = field(default=None, metadata=bounds(1))
+    device: str = "auto"  # auto | cpu | cuda | cuda:N; whether CUDA is there is checked where training runs
+    threads: int | None = field(default=None, metadata=bounds(1, MAX_THREADS))
     max_params: int | None = field(default=None, metadata=bounds(1))
 
     def __post_init__(self) -> None:
-        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
-            raise ConfigError("device", f"must be auto, cpu or cuda[:N], got {self.device!r}")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ConfigError("device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
 
 @dataclass(frozen=True)
@@ -199,3 +255,17 @@ class RunConfig:
     task: Any  # the task's own Config dataclass (see hypersweep.tasks)
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
+
+
+def load_config(data: Any) -> RunConfig:
+    """Validate plain data (a parsed YAML file) into a RunConfig."""
+    # Imported here: the task modules import this one (for `parse` and `bounds`).
+    from hypersweep import tasks
+
+    if not isinstance(data, dict):
+        raise ConfigError("", "expected a mapping with task, model and train sections")
+    if "task" not in data:
+        raise ConfigError("task", "required key is missing")
+    task = tasks.parse_task(data["task"])
+    cfg = parse(RunConfig, {**data, "task": {}})
+    return dataclasses.replace(cfg, task=task)

@@ -94,7 +94,7 @@ def layer_shapes(fan_in: int, fan_out: int, mlp: MLPConfig) -> list[tuple[int, i
 
 
 def mlp_params(fan_in: int, fan_out: int, mlp: MLPConfig, bias: bool = True) -> int:
-    """a*w + w + (d-1)*(w*w + w) + w*o + o: the paper's convention."""
+    """a*w + w + (d-1)*(w*w + w) + w*o + o with biases: the convention of docs/theory.md."""
     return sum(i * o + (o if bias else 0) for i, o in layer_shapes(fan_in, fan_out, mlp))
 
 
@@ -113,8 +113,8 @@ class ParamCounts:
 
 
 def param_counts(cfg: ModelConfig, dim_i: int, dim_x: int, dim_out: int) -> ParamCounts:
-    """Closed-form parameter counts of one replica (see paper.md, "Parameter counting")."""
-    pbias = cfg.bias if cfg.primary_bias is None else cfg.primary_bias
+    """Closed-form parameter counts of one replica (docs/theory.md, "Counting parameters")."""
+    pbias = cfg.has_primary_bias
     if cfg.family == "hyper":
         primary = mlp_params(dim_x, dim_out, cfg.primary, pbias)
         conditioner = mlp_params(dim_i, primary, cfg.conditioner, cfg.bias)
@@ -172,16 +172,36 @@ class StackedMLP(nn.Module):
         return self.layers[-1](self.hidden(h))
 
 
+@dataclass(frozen=True)
+class GeneratedLayer:
+    """Where one linear layer of g lies in theta_I = f(I): its weight, then its bias."""
+
+    fan_in: int
+    fan_out: int
+    weight: slice  # fan_out x fan_in values, row-major as nn.Linear's [out, in] weight
+    bias: slice | None  # fan_out values, or None when g has no biases
+
+
+def generated_layout(fan_in: int, fan_out: int, mlp: MLPConfig, bias: bool) -> tuple[GeneratedLayer, ...]:
+    """g's layers in the order f emits their values: W_1, b_1, W_2, b_2, ... (no b_k without biases)."""
+    layers, start = [], 0
+    for i, o in layer_shapes(fan_in, fan_out, mlp):
+        weight, start = slice(start, start + i * o), start + i * o
+        b, start = (slice(start, start + o), start + o) if bias else (None, start)
+        layers.append(GeneratedLayer(i, o, weight, b))
+    return tuple(layers)
+
+
 class HyperModel(nn.Module):
     """h_I(x) = g(x; f(I)): f emits every weight of g, g runs as one bmm per layer."""
 
     def __init__(self, cfg: ModelConfig, dim_i: int, dim_x: int, dim_out: int, replicas: int = 1):
         super().__init__()
-        pbias = cfg.bias if cfg.primary_bias is None else cfg.primary_bias
-        self.g_shapes = layer_shapes(dim_x, dim_out, cfg.primary)
-        self.g_bias = pbias
+        self.replicas = replicas
+        self.g_layers = generated_layout(dim_x, dim_out, cfg.primary, cfg.has_primary_bias)
+        self.g_largest = max(layer.fan_in * layer.fan_out for layer in self.g_layers)
         self.act = ACTIVATIONS[cfg.activation]
-        n_theta = mlp_params(dim_x, dim_out, cfg.primary, pbias)
+        n_theta = mlp_params(dim_x, dim_out, cfg.primary, cfg.has_primary_bias)
         self.f = StackedMLP(replicas, dim_i, n_theta, cfg.conditioner, cfg.activation, cfg.bias)
         self._hyperfan_in(dim_i, cfg.activation)
 
@@ -196,19 +216,17 @@ class HyperModel(nn.Module):
         standardised inputs that tasks provide.
         """
         probe = torch.randn(1024, dim_i, generator=torch.Generator().manual_seed(0))
-        replicas = self.f.layers[0].weight.shape[0]
-        h = self.f.hidden(probe.expand(replicas, -1, -1).to(self.f.layers[0].weight))
+        h = self.f.hidden(probe.expand(self.replicas, -1, -1).to(self.f.layers[0].weight))
         second_moment = h.pow(2).mean(dim=(1, 2)).clamp_min(1e-6)  # [R]
         head = self.f.layers[-1]
         rows = torch.empty(head.weight.shape[:2])  # [R, n_theta]: target variance per output
-        start, share = 0, 0.5 if self.g_bias else 1.0
-        for k, (i, o) in enumerate(self.g_shapes):
-            c = gain(activation) ** 2 if k < len(self.g_shapes) - 1 else 1.0
-            rows[:, start:start + i * o] = c * share / i
-            start += i * o
-            if self.g_bias:
-                rows[:, start:start + o] = c * share
-                start += o
+        last = len(self.g_layers) - 1
+        for k, layer in enumerate(self.g_layers):
+            c = gain(activation) ** 2 if k < last else 1.0
+            share = 1.0 if layer.bias is None else 0.5
+            rows[:, layer.weight] = c * share / layer.fan_in
+            if layer.bias is not None:
+                rows[:, layer.bias] = c * share
         fan_in = head.weight.shape[2]
         std = (rows / (fan_in * second_moment[:, None])).sqrt()
         head.weight.copy_(torch.randn(head.weight.shape) * std[:, :, None])
@@ -217,11 +235,11 @@ class HyperModel(nn.Module):
 
     def generated(self, I: torch.Tensor) -> torch.Tensor:
         """theta_I = f(I) for each replica: [R, B, params_primary]."""
-        return self.f(I.expand(self.f.layers[0].weight.shape[0], -1, -1))
+        return self.f(I.expand(self.replicas, -1, -1))
 
     def forward(self, I: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         theta = self.generated(I)
-        if x.shape[1] * max(i * o for i, o in self.g_shapes) <= ELEMENTWISE_MAX:
+        if x.shape[1] * self.g_largest <= ELEMENTWISE_MAX:
             return self._g_elementwise(theta, x)
         return self._g_bmm(theta, x)
 
@@ -230,16 +248,11 @@ class HyperModel(nn.Module):
         R, B, _ = theta.shape
         theta = theta.reshape(R * B, -1)
         h = x.expand(R, -1, -1, -1).reshape(R * B, *x.shape[1:])
-        start = 0
-        for k, (i, o) in enumerate(self.g_shapes):
-            W = theta[:, start:start + i * o].view(R * B, o, i)
-            start += i * o
-            if self.g_bias:
-                h = torch.baddbmm(theta[:, None, start:start + o], h, W.transpose(1, 2))
-                start += o
-            else:
-                h = torch.bmm(h, W.transpose(1, 2))
-            if k < len(self.g_shapes) - 1:
+        last = len(self.g_layers) - 1
+        for k, layer in enumerate(self.g_layers):
+            W_t = theta[:, layer.weight].view(R * B, layer.fan_out, layer.fan_in).transpose(1, 2)
+            h = torch.bmm(h, W_t) if layer.bias is None else torch.baddbmm(theta[:, None, layer.bias], h, W_t)
+            if k < last:
                 h = self.act(h)
         return h.view(R, B, *h.shape[1:])
 
@@ -253,15 +266,13 @@ class HyperModel(nn.Module):
         R, B, _ = theta.shape
         theta = theta.permute(2, 0, 1).contiguous()  # [params_primary, R, B]
         h = x.permute(1, 2, 0).contiguous()[:, :, None, :]  # [P, m, 1, B]: the replicas share x
-        start = 0
-        for k, (i, o) in enumerate(self.g_shapes):
-            W = theta[start:start + i * o].view(o, i, R, B)
-            start += i * o
+        last = len(self.g_layers) - 1
+        for k, layer in enumerate(self.g_layers):
+            W = theta[layer.weight].view(layer.fan_out, layer.fan_in, R, B)
             h = (h[:, None] * W).sum(2)  # [P, o, R, B]
-            if self.g_bias:
-                h = h + theta[start:start + o]
-                start += o
-            if k < len(self.g_shapes) - 1:
+            if layer.bias is not None:
+                h = h + theta[layer.bias]
+            if k < last:
                 h = _DenseGrad.apply(self.act(h))
         return h.permute(2, 3, 0, 1)
 
@@ -275,14 +286,13 @@ class ConcatModel(nn.Module):
 
     def __init__(self, cfg: ModelConfig, dim_i: int, dim_x: int, dim_out: int, replicas: int = 1):
         super().__init__()
-        pbias = cfg.bias if cfg.primary_bias is None else cfg.primary_bias
         self.e = None
         dim_c = dim_i
         if cfg.family == "embedding":
             self.e = StackedMLP(replicas, dim_i, cfg.embedding_dim, cfg.conditioner, cfg.activation, cfg.bias)
             dim_c = cfg.embedding_dim
         self.dim_x = dim_x
-        self.q = StackedMLP(replicas, dim_x + dim_c, dim_out, cfg.primary, cfg.activation, pbias)
+        self.q = StackedMLP(replicas, dim_x + dim_c, dim_out, cfg.primary, cfg.activation, cfg.has_primary_bias)
 
     def forward(self, I: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         first, rest = self.q.layers[0], self.q.layers[1:]

@@ -5,44 +5,71 @@
 The data live on the device as tensors for the whole run and batches are index
 selections; the loss is read back once per epoch, never per step. `train.seeds: R`
 trains R replicas as one model with stacked parameters (see hypersweep.models).
+
+The CLI ends in exactly one line on stderr when it cannot train: `error: FILE: KEY:
+message` and exit 2 for a bad config (including one asking for more memory than there
+is), `interrupted` and exit 130 on Ctrl-C. It writes no file.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import contextlib
 import json
 import math
+import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 
 from hypersweep import tasks
-from hypersweep.config import ConfigError, RunConfig, parse, read_yaml
+from hypersweep.config import ConfigError, RunConfig, load_config, read_yaml  # load_config: also imported from here
 from hypersweep.models import build_model, param_counts
 from hypersweep.tasks import Split, Task
 
 EVAL_CHUNK = 512  # instances per evaluation forward pass, to bound memory
-
-
-def load_config(data: Any) -> RunConfig:
-    """Validate plain data (a parsed YAML file) into a RunConfig."""
-    if not isinstance(data, dict):
-        raise ConfigError("", "expected a mapping with task, model and train sections")
-    if "task" not in data:
-        raise ConfigError("task", "required key is missing")
-    task = tasks.parse_task(data["task"])
-    cfg = parse(RunConfig, {**data, "task": {}})
-    return dataclasses.replace(cfg, task=task)
+INTERRUPTED = 130  # the shell's exit code for a process ended by SIGINT (128 + 2)
 
 
 def resolve_device(name: str) -> torch.device:
-    """`auto` means CUDA when this process can see a GPU, else the CPU."""
+    """`auto` means CUDA when this process can see a GPU, else the CPU.
+
+    A CUDA device this process cannot see is refused here, where training runs, rather
+    than when the config is parsed: a sweep's driver may have no GPU while its workers do.
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda":
+        visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if visible == 0:
+            build = "" if torch.version.cuda else f" (torch {torch.__version__} is a CPU-only build)"
+            raise ConfigError("train.device", f"{name}: no CUDA device is visible to this process{build}; "
+                                              "use auto or cpu")
+        if device.index is not None and device.index >= visible:
+            raise ConfigError("train.device", f"{name}: only {visible} CUDA device(s) are visible")
+    return device
+
+
+# How torch words a failed allocation: on the CPU a plain RuntimeError, not OutOfMemoryError.
+_ALLOCATION_FAILED = ("can't allocate memory", "Storage size calculation overflowed")
+
+
+@contextlib.contextmanager
+def refuse_out_of_memory() -> Iterator[None]:
+    """Turn a failed allocation into a ConfigError: the config asked for more than the machine has."""
+    try:
+        yield
+    except (MemoryError, RuntimeError) as err:
+        if not isinstance(err, (MemoryError, torch.OutOfMemoryError)) and not any(
+                phrase in str(err) for phrase in _ALLOCATION_FAILED):
+            raise
+        size = re.search(r"allocate (\d+) bytes", str(err))
+        what = f" ({int(size[1]) / 2**30:,.3g} GiB at once)" if size else ""
+        raise ConfigError("", f"out of memory{what}: make the task, the model, train.batch_size "
+                              "or train.seeds smaller") from None
 
 
 @torch.no_grad()
@@ -94,12 +121,18 @@ def train(cfg: RunConfig, on_epoch: Callable[[dict], None] | None = None,
     Pass `task` to reuse data already built for `cfg.task`.
     """
     start = time.perf_counter()
+    device = resolve_device(cfg.train.device)
+    with refuse_out_of_memory():
+        return _train(cfg, task or tasks.build_task(cfg.task), device, on_epoch, start)
+
+
+def _train(cfg: RunConfig, task: Task, device: torch.device, on_epoch: Callable[[dict], None] | None,
+           start: float) -> dict[str, Any]:
+    """`train` once the device is known, inside its out-of-memory guard."""
     t = cfg.train
-    task = task or tasks.build_task(cfg.task)
     counts = param_counts(cfg.model, task.dim_i, task.dim_x, task.dim_out)
     if t.max_params is not None and counts.total > t.max_params:
         raise ConfigError("train.max_params", f"model has {counts.total} parameters, over the cap of {t.max_params}")
-    device = resolve_device(t.device)
     if t.threads:
         torch.set_num_threads(t.threads)
 
@@ -166,8 +199,15 @@ def _json_safe(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, ending a usage error in one line like every other refusal (still exit 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (usage: {self.format_usage().strip().removeprefix('usage: ')})\n")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hypersweep.train", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="python -m hypersweep.train", description=__doc__.splitlines()[0])
     parser.add_argument("config", help="YAML file with task, model and train sections")
     parser.add_argument("--json", action="store_true", help="print only one JSON object on stdout")
     args = parser.parse_args(argv)
@@ -183,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: {err if err.file else err.in_file(args.config)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return INTERRUPTED
     if args.json:
         print(json.dumps({k: _json_safe(v) for k, v in result.items()}))
     else:
