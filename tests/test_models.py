@@ -4,11 +4,11 @@ import torch
 import torch.nn.functional as F
 
 from hypersweep.config import MLPConfig, ModelConfig
-from hypersweep.models import build_model, layer_shapes, param_counts
+from hypersweep.models import build_model, generated_layout, layer_shapes, param_counts
 
 
 def paper_formula(a: int, o: int, w: int, d: int) -> int:
-    """paper.md: a*w + w + (d-1)*(w*w + w) + w*o + o."""
+    """docs/theory.md: a*w + w + (d-1)*(w*w + w) + w*o + o."""
     return a * w + w + (d - 1) * (w * w + w) + w * o + o
 
 
@@ -38,6 +38,17 @@ def test_counts_without_bias_and_for_a_linear_net():
     # The paper's rotation g: image (64) -> 10 -> 12 logits, no biases.
     assert param_counts(cfg, 64, 64, 12).primary == 64 * 10 + 10 * 12
     assert layer_shapes(3, 2, MLPConfig(5, 0)) == [(3, 2)]
+
+
+def test_gs_layout_tiles_theta_in_order_weight_then_bias():
+    # g: 2 -> 4 -> 4 -> 3; f emits W_1 (4x2), b_1, W_2 (4x4), b_2, W_3 (3x4), b_3.
+    layers = generated_layout(2, 3, MLPConfig(4, 2), bias=True)
+    assert [(g.fan_in, g.fan_out) for g in layers] == [(2, 4), (4, 4), (4, 3)]
+    assert [(g.weight.start, g.weight.stop, g.bias.start, g.bias.stop) for g in layers] == [
+        (0, 8, 8, 12), (12, 28, 28, 32), (32, 44, 44, 47)]
+    assert param_counts(ModelConfig("hyper", MLPConfig(4, 2)), 5, 2, 3).primary == 47
+    without = generated_layout(2, 3, MLPConfig(4, 2), bias=False)
+    assert [(g.weight.start, g.weight.stop, g.bias) for g in without] == [(0, 8, None), (8, 24, None), (24, 36, None)]
 
 
 @pytest.mark.parametrize("family", ["hyper", "embedding", "standard"])

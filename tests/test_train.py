@@ -1,13 +1,16 @@
 """The single-run trainer and its CLI."""
 import json
 import math
+import signal
 import subprocess
 import sys
 
 import pytest
+import torch
 import yaml
 
-from hypersweep.train import load_config, train
+from hypersweep.config import load_config
+from hypersweep.train import main, resolve_device, train
 
 TEACHER = {"name": "teacher", "dim_x": 2, "dim_i": 4, "seed": 0}
 
@@ -73,11 +76,18 @@ def test_replica_disagreement_falls_as_training_proceeds():
     assert curve[-1]["replica_disagreement"] < curve[0]["replica_disagreement"]
 
 
-def run_cli(tmp_path, cfg, *args):
+def write_config(tmp_path, cfg) -> str:
     path = tmp_path / "run.yaml"
-    path.write_text(cfg if isinstance(cfg, str) else yaml.safe_dump(cfg))
-    return subprocess.run([sys.executable, "-m", "hypersweep.train", str(path), *args],
-                          capture_output=True, text=True, timeout=120)
+    if isinstance(cfg, bytes):
+        path.write_bytes(cfg)
+    else:
+        path.write_text(cfg if isinstance(cfg, str) else yaml.safe_dump(cfg))
+    return str(path)
+
+
+def run_cli(tmp_path, cfg, *args, **popen):
+    return subprocess.run([sys.executable, "-m", "hypersweep.train", write_config(tmp_path, cfg), *args],
+                          capture_output=True, text=True, timeout=120, **popen)
 
 
 def test_cli_json_prints_one_object(tmp_path):
@@ -96,21 +106,73 @@ BAD = [
     ({"task": TEACHER, "model": {"family": "hybrid"}}, "model.family: must be one of"),
     ({"task": TEACHER, "model": {"primary": {"width": 0}}}, "model.primary.width: must be >= 1, got 0"),
     ({"task": TEACHER, "train": {"lr": -0.1}}, "train.lr: must be > 0"),
+    ("task: {name: teacher}\ntrain: {lr: .nan}\n", "train.lr: must be a finite number, got nan"),
+    ("task: {name: teacher}\ntrain: {optimizer: sgd, momentum: .inf}\n", "train.momentum: must be a finite number"),
+    ("task: {name: teacher}\ntrain: {weight_decay: 1e999}\n", "train.weight_decay: must be a finite number, got inf"),
+    ({"task": TEACHER, "train": {"threads": 100000}}, "train.threads: must be <= 1024, got 100000"),
+    ({"task": TEACHER, "train": {"device": "tpu"}}, "train.device: must be auto, cpu, cuda or cuda:N"),
     ({"task": TEACHER, "train": {"epochs": "ten"}}, "train.epochs: expected an integer"),
     ({"task": {**TEACHER, "dim_x": 2.5}}, "task.dim_x: expected an integer"),
     ({"task": TEACHER, "model": {"conditioner": {"width": 4096, "depth": 3}}, "train": {"max_params": 10000}},
      "train.max_params: model has"),
     ({"task": {"name": "rotation", "dataset": "mnist", "data_dir": "/nonexistent/mnist"}}, "/nonexistent/mnist"),
+    ({"task": {**TEACHER, "points": 10**11}}, "out of memory (7.45e+05 GiB at once)"),
     ("task: {name: teacher\nmodel: [", "YAML syntax error"),
     ("- just\n- a list\n", "expected a mapping"),
+    (b"task: {name: teacher}\n# caf\xe9\n", "line 2: not UTF-8 text (byte 0xe9)"),
 ]
 
 
 @pytest.mark.parametrize("cfg,message", BAD, ids=[m for _, m in BAD])
-def test_bad_config_is_one_line_and_exit_2(tmp_path, cfg, message):
-    proc = run_cli(tmp_path, cfg)
-    assert proc.returncode == 2
-    assert proc.stdout == ""
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in proc.stderr
-    assert "run.yaml" in lines[0] and message in lines[0]
+def test_bad_config_is_one_line_naming_file_and_key_and_exit_2(tmp_path, capsys, cfg, message):
+    path = write_config(tmp_path, cfg)
+    assert main([path]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith(f"error: {path}: ") and err.count("\n") == 1
+    assert message in err and "Traceback" not in err
+    assert [p.name for p in tmp_path.iterdir()] == ["run.yaml"]  # nothing written beside it
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_a_cuda_device_is_refused_where_there_is_none(tmp_path, capsys):
+    path = write_config(tmp_path, {"task": TEACHER, "train": {"device": "cuda"}})
+    assert main([path]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {path}: train.device: cuda: no CUDA device is visible")
+    with pytest.raises(Exception, match="cuda:3: no CUDA device"):
+        resolve_device("cuda:3")
+
+
+def test_a_directory_or_a_missing_argument_is_one_line(tmp_path, capsys):
+    assert main([str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path}: is a directory, not a YAML file\n"
+    with pytest.raises(SystemExit) as info:
+        main([])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: the following arguments are required: config (usage: ") and err.count("\n") == 1
+
+
+def test_a_refused_config_ends_the_real_process_in_one_line(tmp_path):
+    # threads: 100000 used to crash the OpenMP runtime (exit 139) before any Python error.
+    proc = run_cli(tmp_path, {"task": TEACHER, "train": {"threads": 100000}})
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr.endswith("run.yaml: train.threads: must be <= 1024, got 100000\n")
+    assert proc.stderr.count("\n") == 1
+
+
+def test_ctrl_c_during_training_ends_in_one_line_and_exit_130(tmp_path):
+    path = write_config(tmp_path, {"task": TEACHER, "train": {"epochs": 10_000}})
+    # Shells started in the background ignore SIGINT, and children inherit that: restore the default.
+    proc = subprocess.Popen([sys.executable, "-m", "hypersweep.train", path], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        assert proc.stdout.readline().startswith("epoch    1")  # training is under way
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert err == "interrupted\n"
+    assert "status" not in out  # no result printed for a run that did not finish
