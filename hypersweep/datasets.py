@@ -131,8 +131,7 @@ def _read_idx(data_dir: str, name: str, ndim: int) -> np.ndarray:
     """An IDX array of unsigned bytes with `ndim` dimensions, from `name` or `name.gz`."""
     path = os.path.join(data_dir, name)
     if os.path.exists(path):
-        with open(path, "rb") as fh:
-            data = fh.read()
+        data = _read_bytes(path)
     elif os.path.exists(path + ".gz"):
         path += ".gz"
         try:
@@ -156,6 +155,14 @@ def _read_idx(data_dir: str, name: str, ndim: int) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
+def _read_bytes(path: str) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as err:  # a directory where a file should be, no permission, ...
+        raise ConfigError(KEY, f"cannot read {path}: {err.strerror or err}") from None
+
+
 def _cifar10(data_dir: str) -> Images:
     folder = _cifar10_folder(data_dir)
     paths = [os.path.join(folder, name) for name in CIFAR10_FILES]
@@ -176,7 +183,7 @@ def _cifar10_folder(data_dir: str) -> str:
 
 def _read_cifar10(path: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Records of 1 label byte and 3072 pixel bytes: R, G then B planes, 32 x 32 each."""
-    data = np.fromfile(path, dtype=np.uint8)
+    data = np.frombuffer(_read_bytes(path), dtype=np.uint8)
     if data.size == 0 or data.size % 3073 or data[::3073].max() > 9:
         raise ConfigError(KEY, f"{path} is not a CIFAR-10 binary batch "
                                "(records of 1 label byte 0..9 and 3072 pixel bytes)")
@@ -203,23 +210,32 @@ def _download_cifar10(data_dir: str) -> None:
     archive = os.path.join(data_dir, os.path.basename(CIFAR10_URL))
     _fetch(CIFAR10_URL, archive)
     folder = os.path.join(data_dir, CIFAR10_FOLDER)
-    os.makedirs(folder, exist_ok=True)
-    with tarfile.open(archive, "r:gz") as tar:
-        for member in tar.getmembers():
-            name = os.path.basename(member.name)
-            if member.isfile() and name in CIFAR10_FILES:
-                # The output path is built from our own file names, never from the
-                # archive's, so no member can be written outside `folder`.
-                with tar.extractfile(member) as src, open(os.path.join(folder, name), "wb") as dst:
-                    shutil.copyfileobj(src, dst)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tarfile.open(archive, "r:gz") as tar:
+            for member in tar.getmembers():
+                name = os.path.basename(member.name)
+                if member.isfile() and name in CIFAR10_FILES:
+                    # The output path is built from our own file names, never from the
+                    # archive's, so no member can be written outside `folder`.
+                    with tar.extractfile(member) as src, open(os.path.join(folder, name), "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+    except (OSError, tarfile.TarError) as err:
+        raise ConfigError("task.download", f"cannot unpack {archive} into {folder}: {err}") from None
     os.remove(archive)
 
 
 def _fetch(url: str, path: str) -> None:
-    """Download `url` to `path`, leaving no partial file behind if interrupted."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    """Download `url` to `path`, leaving no partial file behind if it fails or is interrupted."""
+    try:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    except OSError as err:
+        raise ConfigError(KEY, f"cannot create {os.path.dirname(path)}: {err.strerror or err}") from None
     try:
         urllib.request.urlretrieve(url, path + ".part")
+        os.replace(path + ".part", path)
     except OSError as err:
-        raise ConfigError("task.download", f"cannot download {url}: {err}") from None
-    os.replace(path + ".part", path)
+        raise ConfigError("task.download", f"cannot download {url} to {path}: {err}") from None
+    finally:
+        if os.path.exists(path + ".part"):
+            os.remove(path + ".part")

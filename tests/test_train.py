@@ -176,3 +176,12 @@ def test_ctrl_c_during_training_ends_in_one_line_and_exit_130(tmp_path):
     assert proc.returncode == 130
     assert err == "interrupted\n"
     assert "status" not in out  # no result printed for a run that did not finish
+
+
+def test_a_directory_where_a_dataset_file_should_be_is_one_line(tmp_path, capsys):
+    data = tmp_path / "mnist"
+    (data / "train-images-idx3-ubyte").mkdir(parents=True)
+    path = write_config(tmp_path, {"task": {"name": "rotation", "dataset": "mnist", "data_dir": str(data)}})
+    assert main([path]) == 2
+    assert capsys.readouterr().err == (f"error: {path}: task.data_dir: cannot read "
+                                       f"{data / 'train-images-idx3-ubyte'}: Is a directory\n")
