@@ -1,6 +1,6 @@
 """`sweep_parallel`: a Ray Tune sweep running 2 trials at a time vs the same trials in one process.
 
-The sweep is `hypersweep.sweep.run_study` on a grid of 8 hypernetworks (one CPU and one
+The sweep is `hypersweep.sweep.run_sweep` on a grid of 8 hypernetworks (one CPU and one
 torch thread per trial) on a local 2-CPU Ray. The baseline runs the same 8 configurations
 one after another, with the same single thread, in a fresh process (so both sides pay for
 starting Python and importing torch once per process) niced as Ray nices its workers (so
@@ -102,14 +102,15 @@ def sweep(spec: SweepSpec, study: StudySpace, out: str) -> tuple[float, float, f
     import ray
 
     from hypersweep.results import load_trials
-    from hypersweep.sweep import run_study
+    from hypersweep.sweep import run_sweep
 
     started = not ray.is_initialized()
     if started:
         ray.init(num_cpus=CONCURRENT, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     try:
         start = time.time()
-        run_study(spec, study, out, f"sqlite:///{out}/optuna.db", spec.trials(study), CONCURRENT, log=lambda _: None)
+        run_sweep(spec, out, f"sqlite:///{out}/optuna.db", "benchmark", {study.study: spec.trials(study)}, CONCURRENT,
+                  log=lambda _: None)
         wall = time.time() - start
     finally:
         if started:

@@ -36,17 +36,29 @@ from hypersweep.config import RunConfig
 SCHEMA_VERSION = "1"
 TMP_PREFIX = ".tmp-"  # dataset readers skip files starting with "."
 
+# What a trial reports (the trainer's summary and where it ran), kept in its row under the same name.
+RESULT_COLUMNS: dict[str, pa.DataType] = {
+    "status": pa.string(),  # ok | diverged | pruned | failed
+    **{f"{split}_error{stat}": pa.float64() for split in ("val", "test") for stat in ("", "_std", "_max")},
+    "replica_disagreement": pa.float64(),
+    "train_loss": pa.float64(),
+    "wall_s": pa.float64(),
+    "samples_per_s": pa.float64(),
+    "device": pa.string(),
+    "threads": pa.int64(),  # torch threads the trial trained with (= its CPUs)
+    "node": pa.string(),
+    "node_id": pa.string(),
+}
+RESULT_KEYS = (*RESULT_COLUMNS, "epoch", "started_at")  # a result's keys a row is made from
+
 TRIAL_COLUMNS: dict[str, pa.DataType] = {
     "experiment": pa.string(),
     "study": pa.string(),  # the Optuna study: <experiment>-<family>[-<variant>]
     "variant": pa.string(),  # e.g. "dim_i=4" when the experiment has variants, else ""
     "trial": pa.int64(),  # the Optuna trial number: with `study`, the trial's key across resumes
     "trial_id": pa.string(),  # Ray Tune's id
-    "status": pa.string(),  # ok | diverged | pruned | failed
+    **RESULT_COLUMNS,
     "error": pa.string(),
-    **{f"{split}_error{stat}": pa.float64() for split in ("val", "test") for stat in ("", "_std", "_max")},
-    "replica_disagreement": pa.float64(),
-    "train_loss": pa.float64(),
     "params_primary": pa.int64(),
     "params_conditioner": pa.int64(),
     "params_total": pa.int64(),
@@ -54,12 +66,6 @@ TRIAL_COLUMNS: dict[str, pa.DataType] = {
     "seed": pa.int64(),
     "seeds": pa.int64(),
     "retries": pa.int64(),  # times Ray Tune restarted the trial after a failure
-    "wall_s": pa.float64(),
-    "samples_per_s": pa.float64(),
-    "device": pa.string(),
-    "threads": pa.int64(),  # torch threads the trial trained with (= its CPUs)
-    "node": pa.string(),
-    "node_id": pa.string(),
     "started_at": pa.timestamp("ms", tz="UTC"),
     "finished_at": pa.timestamp("ms", tz="UTC"),
     "config_hash": pa.string(),
@@ -152,15 +158,21 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def _clean(value: Any) -> Any:
-    return None if isinstance(value, float) and math.isnan(value) else value
+def null_if_nan(value: Any) -> Any:
+    """NaN and infinities as None: Parquet nulls and JSON (Optuna's user attributes) alike."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def is_remote(out: str) -> bool:
+    """True when `out` is a URI (s3://, gs://, ...), not a local path."""
+    return "://" in out
 
 
 class ResultStore:
     """Writes and lists one sweep's Parquet files under `out` (a local path or a URI)."""
 
     def __init__(self, out: str):
-        self.fs, self.root = pafs.FileSystem.from_uri(out) if "://" in out else (pafs.LocalFileSystem(),
+        self.fs, self.root = pafs.FileSystem.from_uri(out) if is_remote(out) else (pafs.LocalFileSystem(),
                                                                                   str(Path(out).resolve()))
 
     def _path(self, kind: str, family: str, study: str, trial: int) -> str:
@@ -208,10 +220,10 @@ class ResultStore:
         """Write a trial's learning curve, then its row (the row marks it finished)."""
         key = {k: row.get(k) for k in ("experiment", "study", "variant", "trial", "trial_id")}
         key["config_hash"] = config_hash(cfg)
-        curve = [{**{k: _clean(e.get(k)) for k in EPOCH_COLUMNS}, **key} for e in epochs]
+        curve = [{**{k: null_if_nan(e.get(k)) for k in EPOCH_COLUMNS}, **key} for e in epochs]
         self._write(pa.Table.from_pylist(curve, schema=epoch_schema()),
                     self._path("epochs", family, study, row["trial"]), row["trial"])
-        full = {**{k: _clean(v) for k, v in row.items()}, **flatten_config(cfg), "config_hash": key["config_hash"],
+        full = {**{k: null_if_nan(v) for k, v in row.items()}, **flatten_config(cfg), "config_hash": key["config_hash"],
                 "version": __version__}
         schema = trial_schema(cfg)
         table = pa.Table.from_pylist([{k: full.get(k) for k in schema.names}], schema=schema)

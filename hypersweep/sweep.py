@@ -1,16 +1,20 @@
-"""The sweep engine: Ray Tune runs the trials, Optuna chooses them.
+"""The Tune side of a sweep: one Tuner runs every study of an experiment at once.
 
-One Optuna study per family (`<experiment>-<family>`) in an RDB storage is the source of
-truth: it holds every trial's parameters, its state and (as user attributes) its result.
-The Parquet rows are written from the same results by a Tune callback on the driver, and a
-resumed sweep first reconciles the two (see `reconcile`). Resuming does not use
-`Tuner.restore`: each (re)start runs a fresh Tuner for the trials still owed, whose
-searcher loads the study, so the study can never be older than the searcher's state.
+`SweepSearcher` (a Ray Tune searcher) owns the experiment's Optuna studies through
+`hypersweep.search.Search`: each time Tune has a free slot it asks the study with the most
+trials still owed, so no slot idles while any study has work. `StudyASHA` stops weak
+trials early, comparing a trial only with trials of its own study. `run_trial` trains one
+configuration on a worker; `Recorder` writes each finished trial to Parquet on the driver
+and prints progress per study and overall.
+
+The studies are the source of truth; a resumed sweep first reconciles them with the
+Parquet rows (see `reconcile`). Resuming does not use `Tuner.restore`: each (re)start runs
+a fresh Tuner for the trials still owed, whose searcher loads the studies, so the studies
+can never be older than the searcher's state.
 """
 from __future__ import annotations
 
 import dataclasses
-import math
 import socket
 import time
 from collections.abc import Callable
@@ -21,205 +25,105 @@ from typing import Any
 import optuna
 import ray
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler
-from ray.tune.search.optuna import OptunaSearch
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search import Searcher
 
 from hypersweep import failpoints
-from hypersweep.config import RunConfig
+from hypersweep.config import RunConfig, TrainConfig
 from hypersweep.models import param_counts
-from hypersweep.results import ResultStore, git_commit
-from hypersweep.search_space import Param, StudySpace, SweepSpec, grid_space
+from hypersweep.results import RESULT_KEYS, ResultStore, git_commit, is_remote
+from hypersweep.search import SKIPPED, Search, model_count, open_study
+from hypersweep.search_space import StudySpace, SweepSpec
 from hypersweep.tasks import build_task
 from hypersweep.train import load_config, train
 
-RESULT_KEYS = ("status", "val_error", "val_error_std", "val_error_max", "test_error", "test_error_std",
-               "test_error_max", "replica_disagreement", "train_loss", "epoch", "wall_s", "samples_per_s",
-               "device", "threads", "node", "node_id", "started_at")
 ASHA_REDUCTION = 4  # ASHA keeps the best quarter of the trials at each rung
-MAX_REPEATS = 20  # proposals not worth training in a row before the sampler is bypassed
-SKIPPED = ("repeat", "larger")  # statuses of proposals told without training (see ask_untried)
+STUDY_KEY = "study"  # the key of a Tune trial's config that names its Optuna study
 
 
-@dataclasses.dataclass(frozen=True)
-class DefineByRun:
-    """Optuna's define-by-run space of one family (a picklable callable)."""
+@dataclasses.dataclass
+class Owed:
+    """One study's trial budget in this run of the sweep."""
 
-    params: tuple[Param, ...]
+    search: Search
+    budget: int  # trials the study must end with
+    done: int  # trials with a row, before and during this run
+    running: int = 0
 
-    def __call__(self, trial: optuna.Trial) -> None:
-        for p in self.params:
-            if p.kind == "categorical":
-                trial.suggest_categorical(p.name, list(p.choices))
-            elif p.kind == "int":
-                trial.suggest_int(p.name, int(p.low), int(p.high), log=p.log, step=int(p.step or 1))
-            else:
-                trial.suggest_float(p.name, p.low, p.high, log=p.log, step=p.step)
+    @property
+    def owed(self) -> int:
+        return self.budget - self.done - self.running
 
 
-class GridSampler(optuna.samplers.GridSampler):
-    """Optuna's grid, without `study.stop()` at the end: Ray Tune counts the trials."""
+class SweepSearcher(Searcher):
+    """Ray Tune's searcher for a whole experiment: every study's proposals, one slot at a time.
 
-    def after_trial(self, study, trial, state, values) -> None:
-        pass
-
-
-def make_sampler(spec: SweepSpec, space: StudySpace, trials: int) -> optuna.samplers.BaseSampler:
-    s = spec.sampler
-    if s.name == "grid":
-        return GridSampler(grid_space(space), seed=s.seed)
-    if s.name == "random":
-        return optuna.samplers.RandomSampler(seed=s.seed)
-    if s.name == "nsga2":
-        return optuna.samplers.NSGAIISampler(population_size=s.population or max(4, min(50, trials // 4)),
-                                             seed=s.seed)
-    return optuna.samplers.TPESampler(n_startup_trials=s.startup_trials or max(3, min(10, trials // 4)),
-                                      seed=s.seed, multivariate=True)
-
-
-def twin(study: optuna.Study, params: dict[str, Any], number: int = -1) -> optuna.trial.FrozenTrial | None:
-    """A trial of `study` other than `number` that trained (fully or until stopped early), or is training, `params`."""
-    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.RUNNING)
-    for t in study.get_trials(deepcopy=False, states=states):
-        if t.params == params and t.number != number:
-            return t
-    return None
-
-
-def smallest_feasible(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
-    """The finished trial of a constrained study with the smallest count that meets the target."""
-    feasible = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-                if t.constraints and all(c <= 0 for c in t.constraints.values())]
-    return min(feasible, key=lambda t: t.values[0], default=None)
-
-
-def ask_untried(study: optuna.Study, suggest: Callable[[optuna.Trial], object],
-                count: Callable[[dict[str, Any]], int] | None = None) -> optuna.Trial:
-    """Ask `study` for a trial worth training: parameters not trained or training yet and,
-    when `count` gives a proposal's parameter count (the constrained objective), smaller
-    than the smallest model already meeting the target.
-
-    Samplers re-propose points of small discrete spaces (TPE often does), and training is
-    deterministic, so a repeat is not trained; nor is a model that cannot be the answer. Such
-    a proposal is told FAIL (which samplers ignore) with user attributes `status: repeat`
-    and `repeat_of`, or `status: larger` and `larger_than`. After MAX_REPEATS of them in a
-    row the sampler is stuck on what it knows, so the trial gets uniformly random
-    parameters worth training; if none turn up either, the space looks exhausted and the
-    sampler's proposal is returned to be trained whatever it is.
-    """
-    best = smallest_feasible(study) if count else None
-
-    def skip_reason(params: dict[str, Any], number: int = -1) -> tuple[str, str, int] | None:
-        """(status, the user attribute naming the trial that makes it one, that trial's number)."""
-        original = twin(study, params, number)
-        if original is not None:
-            return "repeat", "repeat_of", original.number
-        if best is not None and count(params) >= best.values[0]:
-            return "larger", "larger_than", best.number
-        return None
-
-    for _ in range(MAX_REPEATS):
-        trial = study.ask()
-        suggest(trial)
-        reason = skip_reason(trial.params, trial.number)
-        if reason is None:
-            return trial
-        status, attr, number = reason
-        trial.set_user_attr("status", status)
-        trial.set_user_attr(attr, number)
-        study.tell(trial, state=optuna.trial.TrialState.FAIL)
-    last = study.get_trials(deepcopy=False)[-1]
-    uniform = optuna.samplers.RandomSampler(seed=last.number)
-    for _ in range(MAX_REPEATS):
-        params = {name: uniform.sample_independent(study, last, name, distribution)
-                  for name, distribution in last.distributions.items()}
-        if skip_reason(params) is None:
-            study.enqueue_trial(params)
-            break
-    trial = study.ask()
-    suggest(trial)
-    return trial
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelCount:
-    """The objective's parameter count of proposed parameters, known before training (a picklable callable)."""
-
-    space: StudySpace
-    count: str
-    cache: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
-
-    def __call__(self, params: dict[str, Any]) -> int:
-        key = tuple(sorted(params.items()))
-        if key not in self.cache:
-            model = load_config(self.space.config(params)).model
-            self.cache[key] = param_counts(model, *self.space.dims).as_dict()[self.count]
-        return self.cache[key]
-
-
-def model_count(spec: SweepSpec, space: StudySpace) -> ModelCount | None:
-    """What `ask_untried` compares proposals by: the count, under the constrained objective only."""
-    return ModelCount(space, spec.objective.count) if spec.objective.type == "constrained" else None
-
-
-def _json_value(value: Any) -> Any:
-    return None if isinstance(value, float) and not math.isfinite(value) else value
-
-
-class StudySearch(OptunaSearch):
-    """OptunaSearch that records each trial's result on its Optuna trial before `tell`.
-
-    For the constrained objective, `error - target` is set as the trial's constraint
-    (feasible when <= 0), which Optuna's TPE and NSGA-II samplers read when they sample.
-    The result becomes a user attribute, so a resumed sweep can rebuild a Parquet row from
-    the study alone. Trials stopped early (ASHA) are told PRUNED, diverged ones FAIL.
+    Fairness: the next free slot goes to the study with the most trials still owed (not yet
+    finished nor running); ties go to the study listed first. Studies with equal budgets
+    thus advance together, and a study that finishes early leaves its slots to the others.
     """
 
-    def __init__(self, spec: SweepSpec, space: StudySpace, storage: optuna.storages.BaseStorage, trials: int):
-        o = spec.objective
-        multi = o.type == "pareto"
-        self.hs_objective = o
-        self.hs_count = model_count(spec, space)
-        super().__init__(
-            space=DefineByRun(space.params),
-            metric=[o.metric, o.count] if multi else o.count,
-            mode=["min", "min"] if multi else "min",
-            sampler=make_sampler(spec, space, trials),
-            study_name=space.study,
-            storage=storage,
-        )
-
-    def optuna_number(self, trial_id: str) -> int:
-        return self._ot_trials[trial_id].number
+    def __init__(self, studies: dict[str, Owed], metric: str):
+        super().__init__(metric=metric, mode="min")
+        self.studies = studies
+        self.trials: dict[str, tuple[str, optuna.Trial]] = {}  # Tune trial id -> (study name, Optuna trial)
+        self.numbers: dict[str, int] = {}  # Tune trial id -> Optuna trial number, kept for the Recorder
 
     def suggest(self, trial_id: str) -> dict | None:
-        if trial_id not in self._ot_trials:
-            self._ot_trials[trial_id] = ask_untried(self._ot_study, self._space, self.hs_count)
-        config = super().suggest(trial_id)  # the same parameters, as a Tune config
-        self._ot_trials[trial_id].set_user_attr("ray_trial_id", trial_id)
-        return config
+        name, owed = max(self.studies.items(), key=lambda item: item[1].owed)
+        if owed.owed <= 0:
+            return Searcher.FINISHED
+        trial = owed.search.ask()
+        trial.set_user_attr("ray_trial_id", trial_id)
+        owed.running += 1
+        self.trials[trial_id] = (name, trial)
+        self.numbers[trial_id] = trial.number
+        return {STUDY_KEY: name, **trial.params}
+
+    def optuna_number(self, trial_id: str) -> int:
+        return self.numbers[trial_id]
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        """Intermediate values are not sent: early stopping is ASHA's job."""
+        """Intermediate values are not sent: early stopping is the scheduler's job."""
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+        if trial_id not in self.trials:
             return
-        ot_trial = self._ot_trials[trial_id]
-        status = trial_status(result, error)
-        o = self.hs_objective
-        states = optuna.trial.TrialState
-        values, state = None, {"ok": states.COMPLETE, "pruned": states.PRUNED}.get(status, states.FAIL)
-        if result:
-            ot_trial.set_user_attr("result", {k: _json_value(result.get(k)) for k in RESULT_KEYS if k in result})
-        if status in ("ok", "pruned") and o.type == "constrained":
-            ot_trial.set_constraint("error_target", result[o.metric] - o.target)
-        if status == "ok":
-            count = int(result[o.count])
-            values = count if o.type == "constrained" else [result[o.metric], count]
-        ot_trial.set_user_attr("status", status)
-        self._ot_study.tell(ot_trial, values, state=state)
-        self._completed_trials.add(trial_id)
-        failpoints.reached("after_tell", ot_trial.number)
+        name, trial = self.trials.pop(trial_id)
+        owed = self.studies[name]
+        owed.search.tell(trial, trial_status(result, error), result)
+        owed.running -= 1
+        owed.done += 1
+        failpoints.reached("after_tell", trial.number)
+
+
+class StudyASHA(FIFOScheduler):
+    """ASHA per study: a trial is compared only with trials of its own study (its own rungs)."""
+
+    def __init__(self, schedulers: dict[str, ASHAScheduler]):
+        super().__init__()
+        self.schedulers = schedulers
+
+    def _of(self, trial) -> ASHAScheduler:
+        return self.schedulers[trial.config[STUDY_KEY]]
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        self._of(trial).on_trial_add(tune_controller, trial)
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        return self._of(trial).on_trial_result(tune_controller, trial, result)
+
+    def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
+        self._of(trial).on_trial_complete(tune_controller, trial, result)
+
+    def on_trial_error(self, tune_controller, trial) -> None:
+        self._of(trial).on_trial_error(tune_controller, trial)
+
+    def on_trial_remove(self, tune_controller, trial) -> None:
+        self._of(trial).on_trial_remove(tune_controller, trial)
+
+    def debug_string(self) -> str:
+        return "\n".join(f"{name}: {s.debug_string()}" for name, s in self.schedulers.items())
 
 
 def trial_status(result: dict | None, error: bool) -> str:
@@ -231,14 +135,17 @@ def trial_status(result: dict | None, error: bool) -> str:
     return "pruned"
 
 
-def run_trial(config: dict, space: StudySpace, report_epochs: frozenset[int] = frozenset()) -> None:
+def run_trial(config: dict, spaces: dict[str, StudySpace], report_epochs: dict[str, frozenset[int]]) -> None:
     """One Ray Tune trial: train the configuration the searcher chose.
 
     Each `tune.report` is a round trip through the driver, so the trial reports only at the
-    epochs the scheduler decides on (`report_epochs`) and at the end; every report carries
-    the epochs since the previous one as `history`, so the learning curve stays whole.
+    epochs the scheduler decides on (`report_epochs` of its study) and at the end; every
+    report carries the epochs since the previous one as `history`, so the learning curve
+    stays whole.
     """
-    cfg = load_config(space.config(config))
+    study = config[STUDY_KEY]
+    space, rungs = spaces[study], report_epochs[study]
+    cfg = load_config(space.config({k: v for k, v in config.items() if k != STUDY_KEY}))
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=cfg.train.threads or max(1, int(cpus))))
     meta = {"node": socket.gethostname(), "node_id": ray.get_runtime_context().get_node_id(),
@@ -249,7 +156,7 @@ def run_trial(config: dict, space: StudySpace, report_epochs: frozenset[int] = f
 
     def on_epoch(metrics: dict) -> None:
         history.append(metrics)
-        if metrics["epoch"] in report_epochs:
+        if metrics["epoch"] in rungs:
             tune.report({**metrics, **counts, **meta, "history": history.copy()})
             history.clear()
 
@@ -266,15 +173,23 @@ def rung_epochs(grace: int, max_t: int) -> frozenset[int]:
     return frozenset(rungs)
 
 
+def study_epochs(space: StudySpace) -> int:
+    """Epochs a trial of `space` trains: its fixed config's, else the trainer's default."""
+    return space.base["train"].get("epochs", TrainConfig.epochs)
+
+
 class Recorder(tune.Callback):
     """Writes each finished trial to Parquet and prints one progress line for it."""
 
-    def __init__(self, spec: SweepSpec, space: StudySpace, store: ResultStore, searcher: StudySearch,
-                 done: int, total: int, log: Callable[[str], None] = print):
-        self.spec, self.space, self.store, self.searcher = spec, space, store, searcher
-        self.done, self.total, self.log = done, total, log
+    def __init__(self, spec: SweepSpec, store: ResultStore, searcher: SweepSearcher,
+                 log: Callable[[str], None] = print):
+        self.spec, self.store, self.searcher, self.log = spec, store, searcher, log
+        self.spaces = {s.study: s for s in spec.studies}
         self.live: dict[str, list[dict]] = {}
         self.commit = git_commit()
+        self.done = {name: min(o.done, o.budget) for name, o in searcher.studies.items()}
+        self.total = sum(o.budget for o in searcher.studies.values())
+        self.started, self.finished = time.monotonic(), 0  # trials finished in this run, for the ETA
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self.live.setdefault(trial.trial_id, []).extend(result.get("history", []))
@@ -293,21 +208,35 @@ class Recorder(tune.Callback):
         self._record(trial, trial.last_result, error=message)
 
     def _record(self, trial, result: dict, error: str | None) -> None:
+        space = self.spaces[trial.config[STUDY_KEY]]
         number = self.searcher.optuna_number(trial.trial_id)
         status = trial_status(result, error is not None)
-        cfg = load_config(self.space.config(trial.config))
-        row = trial_row(self.spec, self.space, cfg, number, trial.trial_id, status, result, error)
+        params = {k: v for k, v in trial.config.items() if k != STUDY_KEY}
+        cfg = load_config(space.config(params))
+        row = trial_row(self.spec, space, cfg, number, trial.trial_id, status, result, error)
         # Each failure but the last one of a failed trial was followed by a retry.
         row["git_commit"], row["retries"] = self.commit, trial.num_failures - (error is not None)
-        self.store.write_trial(self.space.family, self.space.study, cfg, row, self.live.pop(trial.trial_id, []))
-        self.done += 1
-        searched = " ".join(f"{k.split('.', 1)[-1]}={v:.3g}" if isinstance(v, float) else f"{k.split('.', 1)[-1]}={v}"
-                            for k, v in trial.config.items())
-        metric = self.spec.objective.metric
+        self.store.write_trial(space.family, space.study, cfg, row, self.live.pop(trial.trial_id, []))
+        self.finished += 1
+        self.done[space.study] += 1
+        self.log(self._line(space, number, params, status, row, error))
+
+    def _line(self, space: StudySpace, number: int, params: dict, status: str, row: dict, error: str | None) -> str:
+        budget = self.searcher.studies[space.study].budget
+        all_done = sum(self.done.values())
+        eta = (time.monotonic() - self.started) / self.finished * (self.total - all_done)
+        searched = " ".join(f"{k.rsplit('.', 1)[-1]}={v:.3g}" if isinstance(v, float) else f"{k.rsplit('.', 1)[-1]}={v}"
+                            for k, v in params.items())
+        metric, count = self.spec.objective.metric, self.spec.objective.count
         score = f"{metric} {row[metric]:.3g}" if row.get(metric) is not None and status != "failed" else error or ""
-        name = f"{self.space.family} {self.space.label}".strip()
-        count = self.spec.objective.count
-        self.log(f"[{name} {self.done}/{self.total}] #{number} {searched} -> {status} {score} {count} {row[count]}")
+        name = f"{space.family} {space.label}".strip()
+        return (f"[{name} {self.done[space.study]}/{budget} | all {all_done}/{self.total}, ETA {_duration(eta)}] "
+                f"#{number} {searched} -> {status} {score} {count} {row[count]}")
+
+
+def _duration(seconds: float) -> str:
+    minutes, s = divmod(int(seconds), 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{s:02d}s"
 
 
 def trial_row(spec: SweepSpec, space: StudySpace, cfg: RunConfig, number: int, trial_id: str | None,
@@ -337,22 +266,18 @@ def trial_row(spec: SweepSpec, space: StudySpace, cfg: RunConfig, number: int, t
     }
 
 
-def reconcile(spec: SweepSpec, space: StudySpace, storage: optuna.storages.BaseStorage, store: ResultStore,
+def reconcile(spec: SweepSpec, space: StudySpace, study: optuna.Study, store: ResultStore,
               log: Callable[[str], None] = print) -> int:
-    """Make the study and the Parquet rows agree after an interruption; return trials done.
+    """Make a study and its Parquet rows agree after an interruption; return trials done.
 
     A trial told to Optuna whose row was not written yet gets its row from the study. A
     trial still RUNNING was interrupted: it is marked FAIL (`status: interrupted`) and its
     parameters are queued again, so the resumed sweep reruns it.
     """
-    study = optuna.load_study(study_name=space.study, storage=storage)
-    study_id = storage.get_study_id_from_name(space.study)
     have = store.finished(space.family, space.study)
     for t in study.get_trials(deepcopy=False):
         status = t.user_attrs.get("status")
         if t.state == optuna.trial.TrialState.RUNNING:
-            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
-            storage.set_trial_user_attr(trial_id, "status", "interrupted")
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)
             study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
             log(f"[{space.study}] trial #{t.number} was interrupted: queued again")
@@ -367,31 +292,51 @@ def reconcile(spec: SweepSpec, space: StudySpace, storage: optuna.storages.BaseS
     return len(have)
 
 
-def run_study(spec: SweepSpec, space: StudySpace, out: str, storage_url: str, trials: int,
-              max_concurrent: int | None, log: Callable[[str], None] = print) -> None:
-    """Run the trials still owed to one study (all of them on a fresh sweep)."""
+def run_sweep(spec: SweepSpec, out: str, storage: str | optuna.storages.BaseStorage, sweep_id: str,
+              budgets: dict[str, int], max_concurrent: int | None = None, log: Callable[[str], None] = print,
+              trainable: Callable | None = None) -> int:
+    """Run the trials still owed to every study of `spec` (all of them on a fresh sweep) in one Tuner;
+    return how many are still owed after it (none unless the sweep was stopped).
+
+    `budgets` maps each study to the trials it must end with. `trainable` replaces
+    `run_trial` (benchmarks answer from a table instead of training); it is called as
+    `trainable(config, spaces=..., report_epochs=...)`.
+    """
     store = ResultStore(out)
-    storage = optuna.storages.RDBStorage(storage_url)
     if removed := store.remove_partial_files():
-        log(f"[{space.study}] removed {removed} partial file(s) left by a crash")
-    done = 0
-    if space.study in {s.study_name for s in optuna.get_all_study_summaries(storage)}:
-        done = reconcile(spec, space, storage, store, log)
-    remaining = trials - done
-    if remaining <= 0:
-        log(f"[{space.study}] all {trials} trials done")
-        return
-    log(f"[{space.study}] running {remaining} of {trials} trials")
-    searcher = StudySearch(spec, space, storage, trials)
-    epochs = space.base["train"].get("epochs", 30)
-    # max_t is one past the last epoch: a trial that trains to the end must finish by itself,
-    # after its final report with the test error, not be stopped at its last epoch.
-    grace = min(spec.budget.grace_epochs, epochs)
-    scheduler = (ASHAScheduler(time_attr="epoch", metric=spec.objective.metric, mode="min", max_t=epochs + 1,
-                               grace_period=grace, reduction_factor=ASHA_REDUCTION)
-                 if spec.early_stopping else None)
-    report_epochs = rung_epochs(grace, epochs) if scheduler else frozenset()
-    trainable = tune.with_resources(tune.with_parameters(run_trial, space=space, report_epochs=report_epochs),
+        log(f"removed {removed} partial file(s) left by a crash")
+    studies: dict[str, Owed] = {}
+    for space in spec.studies:
+        study = open_study(spec, space, storage, sweep_id, budgets[space.study])
+        done = reconcile(spec, space, study, store, log)
+        studies[space.study] = Owed(Search(study, space, spec.objective, model_count(spec, space)),
+                                    budgets[space.study], done)
+    remaining = sum(max(0, o.owed) for o in studies.values())
+    for name, o in studies.items():
+        if o.owed <= 0:
+            log(f"[{name}] all {o.budget} trials done")
+        elif o.done:
+            log(f"[{name}] running {o.owed} of {o.budget} trials")
+    if remaining == 0:
+        return 0
+    log(f"{remaining} trials to run in {sum(o.owed > 0 for o in studies.values())} studies")
+
+    spaces = {s.study: s for s in spec.studies}
+    searcher = SweepSearcher(studies, spec.objective.metric)
+    rungs: dict[str, frozenset[int]] = {name: frozenset() for name in spaces}
+    scheduler = None
+    if spec.early_stopping:
+        asha = {}
+        for name, space in spaces.items():
+            epochs = study_epochs(space)
+            grace = min(spec.budget.grace_epochs, epochs)
+            # max_t is one past the last epoch: a trial that trains to the end must finish by itself,
+            # after its final report with the test error, not be stopped at its last epoch.
+            asha[name] = ASHAScheduler(time_attr="epoch", metric=spec.objective.metric, mode="min",
+                                       max_t=epochs + 1, grace_period=grace, reduction_factor=ASHA_REDUCTION)
+            rungs[name] = rung_epochs(grace, epochs)
+        scheduler = StudyASHA(asha)
+    trainable = tune.with_resources(tune.with_parameters(trainable or run_trial, spaces=spaces, report_epochs=rungs),
                                     {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus})
     tuner = tune.Tuner(
         trainable,
@@ -399,11 +344,13 @@ def run_study(spec: SweepSpec, space: StudySpace, out: str, storage_url: str, tr
                                     max_concurrent_trials=max_concurrent or spec.budget.max_concurrent,
                                     reuse_actors=True),
         run_config=tune.RunConfig(
-            name=f"{space.study}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}",
-            storage_path=f"{store.root if '://' not in out else out.rstrip('/')}/ray",
+            name=f"{spec.experiment}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}",
+            storage_path=f"{out.rstrip('/') if is_remote(out) else store.root}/ray",
             failure_config=tune.FailureConfig(max_failures=spec.budget.max_failures),
-            callbacks=[Recorder(spec, space, store, searcher, done, trials, log)],
+            callbacks=[Recorder(spec, store, searcher, log)],
             verbose=0,
         ),
     )
-    tuner.fit()
+    tuner.fit()  # returns normally when Ctrl-C stopped it: what is still owed tells
+    return sum(max(0, o.budget - o.done) for o in studies.values())
+

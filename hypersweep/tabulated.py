@@ -31,8 +31,8 @@ import pandas as pd
 
 from hypersweep import search_space
 from hypersweep.config import ConfigError
+from hypersweep.search import Search, make_sampler, model_count
 from hypersweep.search_space import StudySpace, SweepSpec, grid_space
-from hypersweep.sweep import DefineByRun, ask_untried, make_sampler, model_count
 from hypersweep.tasks import Task, build_task
 from hypersweep.train import load_config, train
 
@@ -101,14 +101,14 @@ def replay(spec: SweepSpec, space: StudySpace, table: pd.DataFrame, sampler: str
            max_trials: int | None = None, skip_larger: bool = True) -> optuna.Study:
     """One search of `space` against the table, as an in-memory Optuna study.
 
-    The search is the space's own: the sampler from `hypersweep.sweep.make_sampler` (`sampler`
-    swaps its name, `seed` its seed) and the objective as `StudySearch` tells it. It stops at
+    The search is the space's own: the sampler from `hypersweep.search.make_sampler` (`sampler`
+    swaps its name, `seed` its seed) and the objective as a sweep tells it. It stops at
     the first architecture that meets the tightest target with at most 10% more parameters
     than the smallest one that does, and records that trial count as the study's user
     attribute `found_at`; it gives up after `max_trials` (default: the grid size). As in a
     sweep, a proposal of an architecture already tried, or (constrained objective) no
     smaller than one known to meet the target, is not tried and does not count as a trial
-    (`hypersweep.sweep.ask_untried`); `skip_larger=False` tries the latter, as a plain
+    (`hypersweep.search.Search.ask`); `skip_larger=False` tries the latter, as a plain
     search would.
     """
     o = spec.objective
@@ -121,20 +121,14 @@ def replay(spec: SweepSpec, space: StudySpace, table: pd.DataFrame, sampler: str
         directions=["minimize", "minimize"] if o.type == "pareto" else ["minimize"],
         sampler=make_sampler(dataclasses.replace(spec, sampler=swapped), space, spec.trials(space)),
     )
-    suggest, count = DefineByRun(space.params), model_count(spec, space) if skip_larger else None
+    search = Search(study, space, o, model_count(spec, space) if skip_larger else None)
     for number in range(1, (max_trials or space.grid_size()) + 1):
-        trial = ask_untried(study, suggest, count)
+        trial = search.ask()
         key = config_key(space.config(trial.params))
         if key not in rows.index:
             raise KeyError(f"{space.study} {trial.params}: not in the table (was it built from this space?)")
         row = rows.loc[key]
-        if row["status"] != "ok":
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        elif o.type == "constrained":
-            trial.set_constraint("error_target", row[o.metric] - o.target)
-            study.tell(trial, int(row[o.count]))
-        else:
-            study.tell(trial, [row[o.metric], int(row[o.count])])
+        search.tell(trial, row["status"], {k: row[k] for k in METRICS})
         if key in found:
             study.set_user_attr("found_at", number)
             break

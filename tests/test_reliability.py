@@ -17,7 +17,7 @@ from ray.cluster_utils import Cluster
 
 from hypersweep.results import load_epochs, load_trials
 from hypersweep.search_space import load
-from hypersweep.sweep import run_study
+from hypersweep.sweep import run_sweep
 
 pytestmark = pytest.mark.slow
 
@@ -155,7 +155,8 @@ def test_a_trial_that_keeps_failing_is_recorded_as_failed_and_the_sweep_complete
     path = space_file(tmp_path, families=families, sampler={"name": "grid"},
                       budget={"epochs": 2, "max_failures": 2})
     spec, out = load(path), str(tmp_path / "out")
-    run_study(spec, spec.studies[0], out, f"sqlite:///{tmp_path / 'o.db'}", 2, None, log=lambda line: None)
+    run_sweep(spec, out, f"sqlite:///{tmp_path / 'o.db'}", "test-sweep", {spec.studies[0].study: 2},
+              log=lambda line: None)
     trials = load_trials(out).set_index("config.train.device")
     assert trials.loc["cpu", "status"] == "ok" and trials.loc["cpu", "retries"] == 0
     failed = trials.loc["cuda:7"]

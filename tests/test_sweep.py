@@ -10,21 +10,28 @@ from ray.cluster_utils import Cluster
 from hypersweep import frontier
 from hypersweep.results import load_epochs, load_trials
 from hypersweep.search_space import load
-from hypersweep.sweep import MAX_REPEATS, SKIPPED, ask_untried, run_study
+from hypersweep.search import MAX_REPEATS, SKIPPED, Search
+from hypersweep.sweep import run_sweep
 
 TEACHER = {"name": "teacher", "dim_x": 2, "dim_i": 4, "train_instances": 300, "points": 16}
 
 
-def sweep(tmp_path, families, trials, **top):
-    """Run every study of a small space; return (spec, out, storage URL)."""
+def load_space(tmp_path, families, trials=3, **top):
     data = {"experiment": "t", "task": TEACHER, "model": {"activation": "tanh"},
             "budget": {"trials": trials, "epochs": 3, "max_failures": 0}, "families": families, **top}
     tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "space.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
-    spec, out, storage = load(str(path)), str(tmp_path / "out"), f"sqlite:///{tmp_path / 'optuna.db'}"
-    for space in spec.studies:
-        run_study(spec, space, out, storage, spec.trials(space), max_concurrent=2, log=lambda line: None)
+    return load(str(path))
+
+
+def sweep(tmp_path, families, trials, **top):
+    """Run every study of a small space in one Tuner; return (spec, out, storage URL)."""
+    spec = load_space(tmp_path, families, trials, **top)
+    out, storage = str(tmp_path / "out"), f"sqlite:///{tmp_path / 'optuna.db'}"
+    owed = run_sweep(spec, out, storage, "test-sweep", {s.study: spec.trials(s) for s in spec.studies},
+                     max_concurrent=2, log=lambda line: None)
+    assert owed == 0
     return spec, out, storage
 
 
@@ -60,22 +67,21 @@ def test_a_proposal_already_trained_or_training_is_not_trained_again(ray_address
 
 
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
-def test_a_sampler_stuck_on_one_point_gets_an_untried_one_until_the_space_is_exhausted():
-    stuck = optuna.samplers.PartialFixedSampler({"width": 1}, optuna.samplers.RandomSampler(seed=0))
-    study = optuna.create_study(sampler=stuck)
-
-    def suggest(trial):
-        trial.suggest_categorical("width", [1, 2, 3])
+def test_a_sampler_stuck_on_one_point_gets_an_untried_one_until_the_space_is_exhausted(tmp_path):
+    stuck = optuna.samplers.PartialFixedSampler({"model.primary.width": 1}, optuna.samplers.RandomSampler(seed=0))
+    study = optuna.create_study(sampler=stuck, directions=["minimize", "minimize"])
+    spec = load_space(tmp_path, {"hyper": {"primary": {"width": {"choices": [1, 2, 3]}}}})
+    search = Search(study, spec.studies[0], spec.objective)
 
     widths = []
     for _ in range(4):
-        trial = ask_untried(study, suggest)
-        widths.append(trial.params["width"])
-        study.tell(trial, 0.0)
+        trial = search.ask()
+        widths.append(trial.params["model.primary.width"])
+        search.tell(trial, "ok", {"val_error": 0.1, "params_primary": 1})
     assert widths[0] == 1 and sorted(widths[:3]) == [1, 2, 3]  # each width once, then
     assert widths[3] == 1  # nothing is left: the sampler's proposal is trained again
     repeats = [t for t in study.trials if t.user_attrs.get("status") == "repeat"]
-    assert len(repeats) == 3 * MAX_REPEATS and all(t.params == {"width": 1} for t in repeats)
+    assert len(repeats) == 3 * MAX_REPEATS and all(t.params == {"model.primary.width": 1} for t in repeats)
 
 
 def test_diverged_and_broken_trials_are_recorded_and_the_sweep_goes_on(ray_address, tmp_path):

@@ -10,7 +10,7 @@ import yaml
 
 from hypersweep import search_space, tabulated
 from hypersweep.models import param_counts
-from hypersweep.sweep import SKIPPED
+from hypersweep.search import SKIPPED
 from hypersweep.train import load_config
 
 SPACE = {
@@ -92,7 +92,7 @@ def test_a_replay_stops_at_an_answer_within_10_percent(tmp_path, objective, samp
     last = study.trials[-1].params
     assert last["model.primary.depth"] == 2 and last["model.primary.width"] in (20, 21)
     assert best == 20 * 6 + 20 + 20 * 20 + 20 + 20 + 1
-    if objective["type"] == "constrained":  # told as StudySearch tells it: count, constraint error - target
+    if objective["type"] == "constrained":  # told as a sweep tells it: count, constraint error - target
         rows = table.set_index("key")
         first = study.trials[0]
         row = rows.loc[tabulated.config_key(space.config(first.params))]

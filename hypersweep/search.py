@@ -1,0 +1,250 @@
+"""The Optuna side of a sweep: studies, samplers, what to train next, what a result means.
+
+One Optuna study per family and variant (`StudySpace.study`) in an RDB storage is the
+source of truth: it holds every trial's parameters, its state and (as user attributes)
+its result. `Search` wraps one study for a driver that asks and tells many times: it keeps
+an index of the parameters already tried and the smallest model known to meet the target,
+so a proposal and a result cost the same at trial 2,000 as at trial 20. Nothing here
+imports Ray: the Tune searcher (`hypersweep.sweep`) and offline replays
+(`hypersweep.tabulated`) share it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Any
+
+import optuna
+
+from hypersweep.models import param_counts
+from hypersweep.results import RESULT_KEYS, null_if_nan
+from hypersweep.search_space import Objective, Param, StudySpace, SweepSpec, grid_space
+from hypersweep.train import load_config  # moving to hypersweep.config
+
+MAX_REPEATS = 20  # proposals not worth training in a row before the sampler is bypassed
+SKIPPED = ("repeat", "larger")  # statuses of proposals told without training (see Search.ask)
+TPE_CANDIDATES = 24  # TPE's candidates per proposal (Optuna's default): its cost per ask is linear in this
+OWNER_ATTR = "hypersweep.sweep"  # study user attribute: the id of the sweep that created the study
+SPACE_ATTR = "hypersweep.space"  # study user attribute: the fingerprint of the space it searches
+TRIED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.RUNNING)
+
+
+class StudyMismatch(Exception):
+    """A study in the storage that this sweep must not write into (one line for the user)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DefineByRun:
+    """Optuna's define-by-run space of one family (a picklable callable)."""
+
+    params: tuple[Param, ...]
+
+    def __call__(self, trial: optuna.Trial) -> None:
+        for p in self.params:
+            if p.kind == "categorical":
+                trial.suggest_categorical(p.name, list(p.choices))
+            elif p.kind == "int":
+                trial.suggest_int(p.name, int(p.low), int(p.high), log=p.log, step=int(p.step or 1))
+            else:
+                trial.suggest_float(p.name, p.low, p.high, log=p.log, step=p.step)
+
+
+class GridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid, without `study.stop()` at the end: the sweep counts the trials."""
+
+    def after_trial(self, study, trial, state, values) -> None:
+        pass
+
+
+def make_sampler(spec: SweepSpec, space: StudySpace, trials: int) -> optuna.samplers.BaseSampler:
+    s = spec.sampler
+    if s.name == "grid":
+        return GridSampler(grid_space(space), seed=s.seed)
+    if s.name == "random":
+        return optuna.samplers.RandomSampler(seed=s.seed)
+    if s.name == "nsga2":
+        return optuna.samplers.NSGAIISampler(population_size=s.population or max(4, min(50, trials // 4)),
+                                             seed=s.seed)
+    return optuna.samplers.TPESampler(n_startup_trials=s.startup_trials or max(3, min(10, trials // 4)),
+                                      n_ei_candidates=TPE_CANDIDATES, seed=s.seed, multivariate=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelCount:
+    """The objective's parameter count of proposed parameters, known before training (a picklable callable)."""
+
+    space: StudySpace
+    count: str
+    cache: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
+
+    def __call__(self, params: dict[str, Any]) -> int:
+        key = params_key(params)
+        if key not in self.cache:
+            model = load_config(self.space.config(params)).model
+            self.cache[key] = param_counts(model, *self.space.dims).as_dict()[self.count]
+        return self.cache[key]
+
+
+def model_count(spec: SweepSpec, space: StudySpace) -> ModelCount | None:
+    """What `Search.ask` compares proposals by: the count, under the constrained objective only."""
+    return ModelCount(space, spec.objective.count) if spec.objective.type == "constrained" else None
+
+
+def params_key(params: dict[str, Any]) -> tuple:
+    return tuple(sorted(params.items()))
+
+
+def fingerprint(space: StudySpace, objective: Objective) -> str:
+    """What a study's trials mean: its searched keys and ranges, its fixed config and its objective."""
+    blob = json.dumps({"params": [dataclasses.asdict(p) for p in space.params], "base": space.base,
+                       "objective": [objective.type, objective.metric, objective.count, objective.target]},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def open_study(spec: SweepSpec, space: StudySpace, storage: str | optuna.storages.BaseStorage, sweep_id: str,
+               trials: int) -> optuna.Study:
+    """Create `space`'s study for sweep `sweep_id`, or load it if this sweep made it.
+
+    A study of the same name made by another sweep, or by this one for another space or
+    objective, raises StudyMismatch: its trials would be mixed into this sweep's answer.
+    """
+    o = spec.objective
+    study = optuna.create_study(storage=storage, study_name=space.study, load_if_exists=True,
+                                sampler=make_sampler(spec, space, trials),
+                                directions=["minimize", "minimize"] if o.type == "pareto" else ["minimize"])
+    mine = fingerprint(space, o)
+    owner, made_for = study.user_attrs.get(OWNER_ATTR), study.user_attrs.get(SPACE_ATTR)
+    if owner is None and not study.get_trials(deepcopy=False):
+        study.set_user_attr(OWNER_ATTR, sweep_id)
+        study.set_user_attr(SPACE_ATTR, mine)
+    elif owner != sweep_id:
+        raise StudyMismatch(f"the storage already holds study {space.study!r} of another sweep"
+                            f" ({owner or 'unknown'}); use another --storage, or another experiment name")
+    elif made_for != mine:
+        raise StudyMismatch(f"study {space.study!r} was made for another search space or objective; "
+                            "start a new sweep (another --out) to search this one")
+    return study
+
+
+def check_study(spec: SweepSpec, space: StudySpace, storage: optuna.storages.BaseStorage, sweep_id: str) -> bool:
+    """Without writing anything: True if the study exists and is this sweep's, False if absent."""
+    try:
+        study = optuna.load_study(study_name=space.study, storage=storage)
+    except KeyError:
+        return False
+    owner, made_for = study.user_attrs.get(OWNER_ATTR), study.user_attrs.get(SPACE_ATTR)
+    if owner != sweep_id:
+        raise StudyMismatch(f"the storage already holds study {space.study!r} of another sweep"
+                            f" ({owner or 'unknown'}); use another --storage, or another experiment name")
+    if made_for != fingerprint(space, spec.objective):
+        raise StudyMismatch(f"study {space.study!r} was made for another search space or objective; "
+                            "start a new sweep (another --out) to search this one")
+    return True
+
+
+class Search:
+    """One study, asked and told by one driver: `ask()` -> a trial worth training, `tell(...)` its result.
+
+    The driver is the only writer while it runs, so what it has asked and told is kept in
+    memory: the parameters tried (trained, stopped early or training) and the smallest
+    model known to meet the constrained objective's target. Reading them back from the
+    study for every proposal would cost time linear in the study's size.
+    """
+
+    def __init__(self, study: optuna.Study, space: StudySpace, objective: Objective,
+                 count: ModelCount | None = None):
+        self.study, self.space, self.objective, self.count = study, space, objective, count
+        self.suggest = DefineByRun(space.params)
+        self.tried: dict[tuple, int] = {}  # params -> number of a trial that trained or trains them
+        self.best: tuple[int, int] | None = None  # (count, number) of the smallest model meeting the target
+        for t in study.get_trials(deepcopy=False, states=TRIED):
+            self.tried.setdefault(params_key(t.params), t.number)
+            if t.state == optuna.trial.TrialState.COMPLETE and t.constraints:
+                self._note_feasible(t.values[0], t.constraints, t.number)
+
+    def _note_feasible(self, count: float, constraints: dict[str, float], number: int) -> None:
+        if all(c <= 0 for c in constraints.values()) and (self.best is None or count < self.best[0]):
+            self.best = (int(count), number)
+
+    def skip_reason(self, params: dict[str, Any]) -> tuple[str, str, int] | None:
+        """(status, the user attribute naming the trial that makes it one, that trial's number), or None."""
+        original = self.tried.get(params_key(params))
+        if original is not None:
+            return "repeat", "repeat_of", original
+        if self.count is not None and self.best is not None and self.count(params) >= self.best[0]:
+            return "larger", "larger_than", self.best[1]
+        return None
+
+    def ask(self) -> optuna.Trial:
+        """A trial worth training: parameters not trained or training yet and, under the
+        constrained objective, smaller than the smallest model already meeting the target.
+
+        Samplers re-propose points of small discrete spaces (TPE often does), and training is
+        deterministic, so a repeat is not trained; nor is a model that cannot be the answer. Such
+        a proposal is told FAIL (which samplers ignore) with user attributes `status: repeat`
+        and `repeat_of`, or `status: larger` and `larger_than`. After MAX_REPEATS of them in a
+        row the sampler is stuck on what it knows, so the trial gets uniformly random
+        parameters worth training; if none turn up either, the space looks exhausted and the
+        sampler's proposal is trained whatever it is.
+        """
+        for _ in range(MAX_REPEATS):
+            trial = self.study.ask()
+            self.suggest(trial)
+            reason = self.skip_reason(trial.params)
+            if reason is None:
+                return self._started(trial)
+            status, attr, number = reason
+            trial.set_user_attr("status", status)
+            trial.set_user_attr(attr, number)
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        uniform = optuna.samplers.RandomSampler(seed=trial.number)
+        last = self.study.get_trials(deepcopy=False)[-1]
+        for _ in range(MAX_REPEATS):
+            params = {name: uniform.sample_independent(self.study, last, name, distribution)
+                      for name, distribution in last.distributions.items()}
+            if self.skip_reason(params) is None:
+                self.study.enqueue_trial(params)
+                break
+        trial = self.study.ask()
+        self.suggest(trial)
+        return self._started(trial)
+
+    def _started(self, trial: optuna.Trial) -> optuna.Trial:
+        self.tried[params_key(trial.params)] = trial.number
+        return trial
+
+    def tell(self, trial: optuna.Trial, status: str, result: dict[str, Any] | None) -> None:
+        """Record a trained trial's result on its Optuna trial, then tell the study.
+
+        ok -> COMPLETE with the objective's values, pruned (stopped early) -> PRUNED,
+        diverged and failed -> FAIL. Under the constrained objective `error - target` is the
+        trial's constraint (feasible when <= 0), which TPE and NSGA-II read when they sample.
+        The result becomes a user attribute, so a row can be rebuilt from the study alone.
+        """
+        tell_result(self.study, trial, status, result, self.objective)
+        if status in ("ok", "pruned"):
+            if status == "ok" and self.objective.type == "constrained":
+                self._note_feasible(result[self.objective.count],
+                                    {"error_target": result[self.objective.metric] - self.objective.target},
+                                    trial.number)
+        elif self.tried.get(params_key(trial.params)) == trial.number:
+            del self.tried[params_key(trial.params)]  # a failed point may be tried again
+
+
+def tell_result(study: optuna.Study, trial: optuna.Trial, status: str, result: dict[str, Any] | None,
+                objective: Objective) -> None:
+    """Tell `study` how `trial` ended (see Search.tell); the result's RESULT_KEYS are kept with it."""
+    states = optuna.trial.TrialState
+    state = {"ok": states.COMPLETE, "pruned": states.PRUNED}.get(status, states.FAIL)
+    values = None
+    if result:
+        trial.set_user_attr("result", {k: null_if_nan(result[k]) for k in RESULT_KEYS if k in result})
+    if status in ("ok", "pruned") and objective.type == "constrained":
+        trial.set_constraint("error_target", result[objective.metric] - objective.target)
+    if status == "ok":
+        count = int(result[objective.count])
+        values = count if objective.type == "constrained" else [result[objective.metric], count]
+    trial.set_user_attr("status", status)
+    study.tell(trial, values, state=state)
