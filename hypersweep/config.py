@@ -114,11 +114,13 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(key, f"expected a number, got {value!r}")
-        if isinstance(value, int) and not INT_MIN <= value <= INT_MAX:  # float() of a huge int raises
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond the largest float
+            number = math.inf
+        if not math.isfinite(number):
             raise ConfigError(key, f"must be a finite number, got {value}")
-        if not math.isfinite(value):
-            raise ConfigError(key, f"must be a finite number, got {value}")
-        return float(value)
+        return number
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(key, f"expected a string, got {value!r}")
@@ -189,6 +191,8 @@ def read_yaml(path: str) -> Any:
         raise ConfigError("", f"{where}YAML syntax error: {problem}", path) from None
     except RecursionError:  # PyYAML builds nested collections recursively
         raise ConfigError("", "nested too deeply to be a config", path) from None
+    except (ValueError, OverflowError) as err:  # a tagged or implicit value PyYAML cannot build: 2001-13-45
+        raise ConfigError("", f"YAML value error: {err}", path) from None
 
 
 Activation = Literal["relu", "tanh", "gelu", "silu", "elu", "sigmoid"]

@@ -27,6 +27,7 @@ def test_nan_and_infinity_are_refused_with_the_key_named(section, key, value):
 
 def test_an_integer_too_large_for_a_float_or_for_int64_is_refused():
     assert refusal({"task": TEACHER, "train": {"lr": 10**400}}) == f"train.lr: must be a finite number, got {10**400}"
+    assert load_config({"task": TEACHER, "train": {"weight_decay": 2**64}}).train.weight_decay == 2.0**64
     assert refusal({"task": TEACHER, "train": {"epochs": 2**63}}).startswith("train.epochs: must fit in 64 bits")
     assert load_config({"task": TEACHER, "train": {"seed": 2**63 - 1}}).train.seed == 2**63 - 1
 
@@ -81,6 +82,13 @@ def test_read_yaml_refuses_control_characters_and_deep_nesting(tmp_path):
         read_yaml(write(tmp_path, b"a: 1\nb: 2\nc: \x07\n"))
     with pytest.raises(ConfigError, match="nested too deeply"):
         read_yaml(write(tmp_path, b"[" * 100_000))
+
+
+@pytest.mark.parametrize("value,problem", [("2001-13-45", "month must be in 1..12"), ("9" * 5000, "4300 digits"),
+                                           ("!!float abc", "could not convert")])
+def test_read_yaml_refuses_a_value_pyyaml_cannot_build(tmp_path, value, problem):
+    with pytest.raises(ConfigError, match=f"YAML value error: .*{problem}"):
+        read_yaml(write(tmp_path, f"seed: {value}\n".encode()))
 
 
 def test_read_yaml_refuses_a_directory_and_a_missing_file(tmp_path):
