@@ -1,0 +1,169 @@
+"""Join or start Ray for a sweep, and refuse what the cluster can never run.
+
+    resources = connect(args.address)      # embedded Ray when the address is None
+    check_fits(cpus=1, gpus=0.25)          # before any trial is submitted
+
+Three traps live here so that launch.py does not have to know about them:
+
+- Ray puts the driver's working directory on every worker's `sys.path`. Under `ray submit` that is the
+  home directory of the head node, which holds the checkout `~/hypersweep` (a directory without
+  `__init__.py`). When hypersweep is installed editable, the install is found by a meta-path finder that
+  runs only after the ordinary path scan, so `~/hypersweep` wins as a namespace package and every trial
+  fails with `cannot import name '__version__' from 'hypersweep' (unknown location)`. `connect` therefore
+  calls `ray.init` from an empty temporary directory: the path Ray hands the workers holds nothing.
+- `ray.init` on an address where no Ray listens retries for minutes, printing warnings. `connect` first
+  opens a TCP connection to it with a short timeout and checks that an HTTP/2 (gRPC) server answers,
+  which Ray's GCS is; anything else is refused in one line.
+- A trial that asks for resources no node has (a GPU on a CPU-only machine) waits forever in Tune's
+  queue without a word. `check_fits` refuses it at once when we started Ray ourselves (nothing can be
+  added to it), and on a joined cluster asks the autoscaler for such a node and waits a bounded time.
+
+Only public Ray APIs are used: `ray.init`, `ray.is_initialized`, `ray.cluster_resources`, `ray.nodes`
+and `ray.autoscaler.sdk.request_resources`.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import tempfile
+import time
+from collections.abc import Iterator
+
+CONNECT_TIMEOUT_S = 5.0  # a GCS on a reachable host answers in milliseconds
+WAIT_FOR_NODE_S = 900.0  # a cloud GPU node takes minutes to boot and run the cluster file's setup
+POLL_S = 5.0
+
+# HTTP/2 connection preface followed by an empty SETTINGS frame (RFC 9113, 3.4 and 6.5). A gRPC server,
+# which Ray's GCS is, answers with a SETTINGS frame of its own; an HTTP/1 server (the dashboard's port,
+# a common mix-up) or any other service does not.
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+_HTTP2_SETTINGS = 4
+
+# Whether the Ray we are connected to may still gain nodes (a cluster we joined, which may autoscale)
+# or is fixed (the embedded Ray that `connect(None)` started on this machine). Set by `connect`.
+_joined = False
+
+
+class ClusterError(Exception):
+    """One line for the user."""
+
+
+def connect(address: str | None) -> dict[str, float]:
+    """Join the Ray cluster at `address` ('auto', 'host:port', 'ray://host:port'), or start an embedded
+    one on this machine when it is None; return `ray.cluster_resources()`. Raises ClusterError."""
+    global _joined
+    import ray
+
+    _joined = address is not None
+    if ray.is_initialized():  # the caller (a test, a notebook) already connected this process
+        return ray.cluster_resources()
+    if address is not None:
+        _check_answers(address)
+    try:
+        with _empty_working_directory():
+            # 'local' always starts a new Ray: with None, ray.init would join a cluster that `ray start`
+            # left on this machine, which is not what "embedded" promises.
+            ray.init(address=address or "local", include_dashboard=False, logging_level="ERROR",
+                     log_to_driver=False)
+    except Exception as err:  # ray.init raises ConnectionError, ValueError, RuntimeError, ... by case
+        what = f"--address {address}: cannot join that Ray cluster" if address else "cannot start a local Ray"
+        raise ClusterError(f"{what} ({_first_line(err)})") from None
+    return ray.cluster_resources()
+
+
+def check_fits(cpus: float, gpus: float, wait_s: float = WAIT_FOR_NODE_S) -> None:
+    """Return when some node could place one trial of `cpus` CPUs and `gpus` GPUs.
+
+    On the embedded Ray refuse at once. On a joined cluster, which may autoscale, ask the autoscaler for
+    such a node, print one line, and wait up to `wait_s` seconds for it; then refuse. Raises ClusterError.
+    """
+    if _fits(cpus, gpus):
+        return
+    need = _amount(cpus, gpus)
+    if not _joined:
+        raise ClusterError(f"a trial asks for {need} (resources: in the search space), but this machine's Ray "
+                           f"has {_largest_node()}; lower the request or join a cluster that has it (--address)")
+    from ray.autoscaler.sdk import request_resources
+
+    print(f"waiting up to {wait_s:g} s for a node with {need} (largest node now: {_largest_node()}) ...",
+          flush=True)
+    # Without demand an autoscaler starts no node: ask for one trial's worth. The request outlives this
+    # process, so withdraw it either way (Tune's own requests keep the node once trials run on it).
+    request_resources(bundles=[_bundle(cpus, gpus)])
+    try:
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            time.sleep(min(POLL_S, max(0.0, deadline - time.monotonic())))
+            if _fits(cpus, gpus):
+                return
+    finally:
+        request_resources(bundles=[])
+    raise ClusterError(f"a trial asks for {need} (resources: in the search space), but after {wait_s:g} s "
+                       f"no node of the cluster has it (largest: {_largest_node()})")
+
+
+def _check_answers(address: str) -> None:
+    """Refuse in seconds an address where no gRPC server (Ray's GCS) listens.
+
+    'auto' and 'local' name no host; ray.init resolves them itself and fails fast when there is nothing.
+    """
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    host = host.strip("[]")  # [::1]:6379
+    if not host or not port.isdigit():
+        return  # not host:port ('auto', or a malformed address that ray.init will name)
+    try:
+        conn = socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S)
+    except OSError as err:  # refused, unreachable, timed out, unknown host
+        raise ClusterError(f"--address {address}: no Ray cluster answers there "
+                           f"({err.strerror or 'timed out'})") from None
+    with conn:
+        try:  # a TLS server drops the connection on the preface; the check below then skips the reply
+            conn.sendall(_HTTP2_PREFACE)
+            reply = conn.recv(9)  # the first frame header: length (3 bytes), type, flags, stream id
+        except OSError:
+            reply = b""
+    tls = os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true")  # then the reply is a TLS handshake
+    if not tls and (len(reply) < 4 or reply[3] != _HTTP2_SETTINGS):
+        raise ClusterError(f"--address {address}: something listens there, but not a Ray cluster "
+                           f"(give the port of `ray start --head --port`, 6379 by default)")
+
+
+@contextlib.contextmanager
+def _empty_working_directory() -> Iterator[None]:
+    """Run the block from a fresh empty directory, then return to where we were (see the module doc)."""
+    before = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="hypersweep-ray-init-") as empty:
+        os.chdir(empty)
+        try:
+            yield
+        finally:
+            os.chdir(before)
+
+
+def _fits(cpus: float, gpus: float) -> bool:
+    import ray
+
+    return any(node["Resources"].get("CPU", 0) >= cpus and node["Resources"].get("GPU", 0) >= gpus
+               for node in ray.nodes() if node["Alive"])
+
+
+def _largest_node() -> str:
+    """The most CPUs and the most GPUs any one live node has, e.g. '2 CPUs, 0 GPUs'."""
+    import ray
+
+    nodes = [node["Resources"] for node in ray.nodes() if node["Alive"]]
+    return _amount(max((n.get("CPU", 0) for n in nodes), default=0), max((n.get("GPU", 0) for n in nodes), default=0))
+
+
+def _amount(cpus: float, gpus: float) -> str:
+    return f"{cpus:g} CPU{'' if cpus == 1 else 's'}, {gpus:g} GPU{'' if gpus == 1 else 's'}"
+
+
+def _bundle(cpus: float, gpus: float) -> dict[str, float]:
+    return {name: amount for name, amount in (("CPU", cpus), ("GPU", gpus)) if amount > 0}
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
