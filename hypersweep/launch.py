@@ -2,7 +2,7 @@
 
 On a laptop it starts an embedded Ray on all local CPUs; on a cluster it joins the
 running one (`--address auto`, or RAY_ADDRESS), e.g. through
-`ray submit CLUSTER.yaml hypersweep/launch.py -- SPACE.yaml --out s3://bucket/run`.
+`ray submit CLUSTER.yaml hypersweep/launch.py -- SPACE.yaml --address auto --out /data/run`.
 """
 from __future__ import annotations
 
@@ -14,24 +14,41 @@ if __package__ in (None, ""):  # run as a script path (ray submit): import the i
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
+import signal
 import socket
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 
 from hypersweep import __version__, frontier, search_space
 from hypersweep.config import ConfigError
-from hypersweep.results import ResultStore, load_trials
+from hypersweep.results import ResultStore, is_remote, load_trials
 
 DEFAULT_SPACE = Path(__file__).resolve().parent.parent / "search_spaces" / "quickstart.yaml"
-MANIFEST = "sweep.json"
+MANIFEST = "sweep.json"  # what a sweep is: its id, studies, storage (no password) and trial budgets
 SPACE_COPY = "space.yaml"  # the search space a sweep ran, kept in its --out for --resume
+STORAGE_ENV = "HYPERSWEEP_STORAGE"  # --storage's default: keeps a database password off the command line
 
 
 class Refusal(Exception):
-    """A launch that must not start (bad paths, a busy or foreign --out)."""
+    """A launch that must not start (bad paths, a busy or foreign --out, a storage it cannot trust)."""
+
+
+@dataclasses.dataclass
+class Plan:
+    """A launch that passed every check: what to run, where, and what to record."""
+
+    spec: search_space.SweepSpec
+    out: str
+    store: ResultStore
+    storage: str  # the Optuna storage URL, password included
+    manifest: dict  # sweep.json as it will be after this launch
+    space_text: str | None  # the space file to save (a new sweep), else None
+    resume: bool
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -41,29 +58,79 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", help="results directory or URI (default: results/<experiment>)")
     p.add_argument("--address", default=os.environ.get("RAY_ADDRESS"),
                    help="Ray cluster to join ('auto' for the local cluster); default: an embedded local Ray")
-    p.add_argument("--num-samples", type=int, help="trials per family (overrides budget.trials)")
+    p.add_argument("--num-samples", type=int, help="trials per study (overrides budget.trials; recorded)")
     p.add_argument("--max-concurrent", type=int, help="trials at once (overrides budget.max_concurrent)")
-    p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///OUT/optuna.db)")
+    p.add_argument("--storage", default=os.environ.get(STORAGE_ENV),
+                   help=f"Optuna storage URL (default: ${STORAGE_ENV}, else sqlite:///OUT/optuna.db; "
+                        "with --resume: the one the sweep recorded)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted sweep in --out")
     args = p.parse_args(argv)
     for name in ("num_samples", "max_concurrent"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.resume and not args.out:
+        p.error("--resume needs --out (the sweep to continue)")
     return args
 
 
-def check_out(store: ResultStore, out: str, resume: bool) -> None:
-    """Refuse paths that could mix two experiments or escape where the user pointed."""
+def redact(url: str) -> str:
+    """A storage URL without its password, for sweep.json and messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy can parse: check_storage says so later
+        return url.split("@", 1)[-1] if "@" in url else url
+
+
+def check_out(out: str, resume: bool) -> ResultStore:
+    """Refuse an --out that could mix two sweeps, escape where the user pointed, or cannot be written."""
     if ".." in out.split("/"):
         raise Refusal(f"--out {out}: paths with '..' are refused; give the directory plainly")
-    if "://" not in out and Path(out).exists() and not Path(out).is_dir():
-        raise Refusal(f"--out {out}: exists and is not a directory")
-    has_sweep = store.read_text(MANIFEST) is not None
+    if not is_remote(out):
+        check_writable(Path(out), "--out")
+    try:
+        store = ResultStore(out)
+        has_sweep = store.read_text(MANIFEST) is not None
+        empty = store.is_empty()
+    except (OSError, ValueError) as err:  # pyarrow raises these for a URI it cannot reach or parse
+        raise Refusal(f"--out {out}: {first_line(err)}") from None
     if resume and not has_sweep:
         raise Refusal(f"--out {out}: no sweep to resume there ({MANIFEST} missing)")
-    if not resume and not store.is_empty():
+    if not resume and not empty:
         what = "already holds a sweep; pass --resume to continue it" if has_sweep else "is not empty"
         raise Refusal(f"--out {out}: {what}, or choose another --out")
+    return store
+
+
+def check_writable(path: Path, what: str) -> None:
+    """A local directory that exists and is writable, or could be created; nothing is created here."""
+    if path.exists() and not path.is_dir():
+        raise Refusal(f"{what} {path}: exists and is not a directory")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise Refusal(f"{what} {path}: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise Refusal(f"{what} {path}: {existing} is not writable")
+    if os.statvfs(existing).f_flag & os.ST_RDONLY:
+        raise Refusal(f"{what} {path}: {existing} is on a read-only file system")
+
+
+def check_names(spec: search_space.SweepSpec, out: str) -> None:
+    """Every file and directory name the sweep will create must fit the file system's limit."""
+    if is_remote(out):
+        return
+    existing = Path(out).resolve()
+    while not existing.exists():
+        existing = existing.parent
+    limit = os.pathconf(existing, "PC_NAME_MAX")
+    longest = max([f"{s.study}-000000.parquet" for s in spec.studies] + [f"{spec.experiment}-20260101T000000"],
+                  key=len)
+    if len(longest.encode()) > limit:
+        raise Refusal(f"{spec.path}: experiment or variant names too long: {longest!r} would exceed the file "
+                      f"system's {limit}-byte limit for a name")
 
 
 def check_storage(url: str) -> None:
@@ -73,13 +140,131 @@ def check_storage(url: str) -> None:
     try:
         optuna.storages.RDBStorage(url).remove_session()
     except Exception as err:  # SQLAlchemy raises many kinds: a missing driver, a refused connection, ...
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise Refusal(f"--storage {url}: cannot open it ({message})") from None
+        raise Refusal(f"--storage {redact(url)}: cannot open it ({first_line(err)})") from None
+
+
+def first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def read_manifest(store: ResultStore, out: str) -> dict:
+    text = store.read_text(MANIFEST)
+    if text is None:
+        return {}
+    try:
+        manifest = json.loads(text)
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("experiment"), str):
+            raise ValueError("not a sweep manifest")
+    except ValueError as err:
+        raise Refusal(f"{out}/{MANIFEST}: unreadable ({first_line(err)}); it cannot be resumed") from None
+    return manifest
+
+
+def resolve_space(args: argparse.Namespace, scratch: Path) -> str:
+    """The space file to run: as given, else (resuming) the one saved in --out, else quickstart."""
+    if args.space:
+        return args.space
+    if args.resume:
+        saved = ResultStore(args.out).read_text(SPACE_COPY) if is_remote(args.out) else None
+        if not is_remote(args.out):
+            return str(Path(args.out) / SPACE_COPY)
+        if saved is not None:
+            (scratch / SPACE_COPY).write_text(saved)
+            return str(scratch / SPACE_COPY)
+    return str(DEFAULT_SPACE)
+
+
+def plan(args: argparse.Namespace, scratch: Path) -> Plan:
+    """Every check a launch needs, before anything is created or Ray is started."""
+    space_path = resolve_space(args, scratch)
+    spec = search_space.load(space_path)
+    out = args.out or f"results/{spec.experiment}"
+    store = check_out(out, args.resume)
+    check_names(spec, out)
+    saved = read_manifest(store, out)
+    if saved and saved["experiment"] != spec.experiment:
+        raise Refusal(f"--out {out}: holds experiment {saved['experiment']!r}, not {spec.experiment!r}")
+    if saved:
+        return _plan_resume(args, spec, out, store, saved)
+    if is_remote(out) and not args.storage:
+        raise Refusal(f"--out {out}: a remote --out needs --storage (an Optuna RDB URL, e.g. postgresql://)")
+    storage = args.storage or f"sqlite:///{Path(store.root) / 'optuna.db'}"
+    if args.storage:
+        check_storage(storage)
+        check_studies(spec, storage, sweep_id=None)
+    budgets = {s.study: args.num_samples or spec.trials(s) for s in spec.studies}
+    manifest = {"experiment": spec.experiment, "version": __version__, "sweep_id": uuid.uuid4().hex,
+                "storage": None if not args.storage else redact(storage), "studies": list(budgets),
+                "budgets": budgets, "num_samples": args.num_samples}
+    return Plan(spec, out, store, storage, manifest, Path(space_path).read_bytes().decode(), resume=False)
+
+
+def _plan_resume(args: argparse.Namespace, spec: search_space.SweepSpec, out: str, store: ResultStore,
+                 saved: dict) -> Plan:
+    if "sweep_id" not in saved:
+        raise Refusal(f"--out {out}: made by hypersweep {saved.get('version', '?')}, which recorded no sweep id; "
+                      "it cannot be resumed safely")
+    unknown = [s.study for s in spec.studies if s.study not in saved["budgets"]]
+    if unknown:
+        raise Refusal(f"{spec.path}: study {unknown[0]!r} is not part of the sweep in {out}; "
+                      "to search another space, start a new sweep (another --out)")
+    recorded = saved.get("storage")  # None: the sweep's own SQLite file in --out
+    if recorded is None:
+        if args.storage:
+            raise Refusal(f"--storage {redact(args.storage)}: the sweep in {out} keeps its studies in "
+                          f"{out}/optuna.db; resume without --storage")
+        if is_remote(out):
+            raise Refusal(f"--out {out}: no storage recorded")
+        db = Path(store.root) / "optuna.db"
+        if not db.is_file():
+            raise Refusal(f"--out {out}: its study database optuna.db is missing; the trials cannot be "
+                          "resumed without it (start a new sweep in another --out)")
+        storage = f"sqlite:///{db}"
+    else:
+        storage = args.storage or recorded
+        if redact(storage) != recorded:
+            raise Refusal(f"--storage {redact(storage)}: the sweep in {out} recorded {recorded}; resume with that")
+        if "***" in recorded and storage == recorded:
+            raise Refusal(f"--out {out}: its storage {recorded} needs the password again: give --storage "
+                          f"or ${STORAGE_ENV} with it")
+    check_storage(storage)
+    check_studies(spec, storage, sweep_id=saved["sweep_id"])
+    budgets = dict(saved["budgets"])
+    if args.num_samples:
+        budgets.update({s.study: args.num_samples for s in spec.studies})
+    manifest = {**saved, "version": __version__, "budgets": budgets,
+                "num_samples": args.num_samples or saved.get("num_samples")}
+    return Plan(spec, out, store, storage, manifest, None, resume=True)
+
+
+def check_studies(spec: search_space.SweepSpec, storage: str, sweep_id: str | None) -> None:
+    """Refuse a storage whose studies of these names belong to another sweep or space."""
+    import optuna
+
+    from hypersweep.search import StudyMismatch, check_study
+
+    rdb = optuna.storages.RDBStorage(storage)
+    try:
+        names = set(optuna.get_all_study_names(rdb))
+        for space in spec.studies:
+            if space.study not in names:
+                continue
+            if sweep_id is None:
+                raise Refusal(f"--storage {redact(storage)}: already holds study {space.study!r} of another "
+                              "sweep; use another --storage, or another experiment name")
+            check_study(spec, space, rdb, sweep_id)
+    except StudyMismatch as err:
+        raise Refusal(f"--storage {redact(storage)}: {err}") from None
+    except Exception as err:  # a database that opens but is not Optuna's
+        raise Refusal(f"--storage {redact(storage)}: cannot read its studies ({first_line(err)})") from None
+    finally:
+        rdb.remove_session()
 
 
 def acquire_lock(out: str) -> Path | None:
     """One sweep at a time per local --out; a lock left by a dead process is taken over."""
-    if "://" in out:
+    if is_remote(out):
         return None
     lock = Path(out) / ".lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
@@ -108,25 +293,10 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def resolve_space(args: argparse.Namespace, scratch: Path) -> str:
-    """The space file to run: as given, else (resuming) the one saved in --out, else quickstart."""
-    if args.space:
-        return args.space
-    if args.resume and args.out:
-        if "://" not in args.out:
-            return str(Path(args.out) / SPACE_COPY)
-        saved = ResultStore(args.out).read_text(SPACE_COPY)
-        if saved is not None:
-            (scratch / SPACE_COPY).write_text(saved)
-            return str(scratch / SPACE_COPY)
-    return str(DEFAULT_SPACE)
-
-
 def print_frontier(spec: search_space.SweepSpec, out: str) -> None:
     trials = load_trials(out)
     o = spec.objective
-    targets = o.error_targets or [0.1, 0.01]
-    table = frontier.smallest(trials, targets, o.metric, o.report, o.count)
+    table = frontier.smallest(trials, o.error_targets or list(frontier.DEFAULT_TARGETS), o.metric, o.report, o.count)
     print(f"\nSmallest architecture per error target ({o.metric} <= target; {o.report} reported):")
     print(frontier.format_table(table, o.count, o.report))
     ratio = frontier.ratios(table, o.count)
@@ -140,66 +310,103 @@ def print_frontier(spec: search_space.SweepSpec, out: str) -> None:
     print(f"\n{len(trials)} trials in {out}/trials ({', '.join(f'{k}: {v}' for k, v in counts.sum().items())})")
 
 
+class Stopped(Exception):
+    """The sweep was asked to stop (Ctrl-C or SIGTERM) before every trial was done."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory() as scratch:
-        space_path = resolve_space(args, Path(scratch))
         try:
-            spec = search_space.load(space_path)
-            out = args.out or f"results/{spec.experiment}"
-            store = ResultStore(out)
-            check_out(store, out, args.resume)
-            if "://" in out and not args.storage:
-                raise Refusal(f"--out {out}: a remote --out needs --storage (an Optuna RDB URL, e.g. postgresql://)")
-            saved = json.loads(store.read_text(MANIFEST) or "{}")
-            if saved and saved["experiment"] != spec.experiment:
-                raise Refusal(f"--out {out}: holds experiment {saved['experiment']!r}, not {spec.experiment!r}")
-            if args.storage:
-                check_storage(args.storage)
-            lock = acquire_lock(out)
+            launch = plan(args, Path(scratch))
+            lock = acquire_lock(launch.out)
         except (ConfigError, Refusal) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
+        except OSError as err:  # a file we only read (the space, --out's manifest) that cannot be read
+            print(f"error: {err.filename or ''}: {err.strerror or first_line(err)}", file=sys.stderr)
+            return 2
+        signum = None
         try:
-            return _run(spec, out, store, args, None if saved else Path(space_path).read_text())
+            return _run(launch, args)
         except KeyboardInterrupt:
-            print(f"\ninterrupted: continue with  python -m hypersweep.launch --resume --out {out}", file=sys.stderr)
-            return 130
+            signum = signal.SIGINT
+        except Stopped as stop:
+            signum = stop.signum
+        except Refusal as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        except OSError as err:
+            print(f"error: {launch.out}: {first_line(err)}; free the space or fix the permissions, then continue "
+                  f"with  {resume_command(launch)}", file=sys.stderr)
+            return 1
         finally:
             if lock:
                 lock.unlink(missing_ok=True)
                 with contextlib.suppress(OSError):  # leave no empty --out behind a launch that never started
                     lock.parent.rmdir()
+        if launch.store.read_text(MANIFEST) is not None:
+            print(f"\ninterrupted: continue with  {resume_command(launch)}", file=sys.stderr)
+        else:
+            print("\ninterrupted before the sweep started: nothing to resume", file=sys.stderr)
+        return 128 + signum
 
 
-def _run(spec: search_space.SweepSpec, out: str, store: ResultStore, args: argparse.Namespace,
-         space_text: str | None) -> int:
-    """Join or start Ray, record a new sweep's space in --out, run every study, print the answer."""
+def resume_command(launch: Plan) -> str:
+    """The command that continues this sweep (the storage is recorded; its password is not)."""
+    needs_password = "***" in (launch.manifest.get("storage") or "")
+    return (f"python -m hypersweep.launch --resume --out {launch.out}"
+            + (f"  (with ${STORAGE_ENV} or --storage giving the password)" if needs_password else ""))
+
+
+def _run(launch: Plan, args: argparse.Namespace) -> int:
+    """Join or start Ray, record the sweep in --out, run every study in one Tuner, print the answer."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our own one line per trial instead of Tune's tables
     import optuna
-    import ray
 
-    from hypersweep.sweep import run_study
+    from hypersweep import cluster
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = args.storage or f"sqlite:///{Path(store.root) / 'optuna.db'}"
-    if not ray.is_initialized():
-        try:
-            ray.init(address=args.address, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
-        except (ConnectionError, ValueError) as err:
-            print(f"error: --address {args.address}: cannot join that Ray cluster ({err})", file=sys.stderr)
-            return 2
-    if space_text is not None:
-        store.write_text(SPACE_COPY, space_text)
-        store.write_text(MANIFEST, json.dumps({"experiment": spec.experiment, "version": __version__,
-                                               "studies": [s.study for s in spec.studies]}, indent=2))
-    resources = ray.cluster_resources()
-    print(f"hypersweep {__version__}: {spec.experiment} -> {out} "
-          f"(Ray: {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs; Optuna: {storage})", flush=True)
-    for space in spec.studies:
-        trials = args.num_samples or spec.trials(space)
-        run_study(spec, space, out, storage, trials, args.max_concurrent, log=lambda line: print(line, flush=True))
-    print_frontier(spec, out)
+    spec, store = launch.spec, launch.store
+    try:
+        resources = cluster.connect(args.address)
+        cluster.check_fits(spec.resources.cpus, spec.resources.gpus)
+    except cluster.ClusterError as err:
+        raise Refusal(str(err)) from None
+    # SIGTERM (a scheduler's or `kill`'s) stops the sweep as Ctrl-C does: Ray Tune ends the running trials.
+    received = []
+
+    def on_sigterm(signum, frame):
+        received.append(signum)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    if launch.space_text is not None:
+        store.write_text(SPACE_COPY, launch.space_text)
+    store.write_text(MANIFEST, json.dumps(launch.manifest, indent=2))
+    shown = launch.manifest["storage"] or f"sqlite:///{Path(store.root) / 'optuna.db'}"
+    print(f"hypersweep {__version__}: {spec.experiment} -> {launch.out} "
+          f"({len(spec.studies)} studies; Ray: {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs; "
+          f"Optuna: {shown})", flush=True)
+    from hypersweep.search import StudyMismatch
+    from hypersweep.sweep import run_sweep
+
+    try:
+        owed = run_sweep(spec, launch.out, launch.storage, launch.manifest["sweep_id"], launch.manifest["budgets"],
+                         args.max_concurrent, log=lambda line: print(line, flush=True))
+    except StudyMismatch as err:
+        raise Refusal(str(err)) from None
+    if owed:
+        raise Stopped(received[0] if received else signal.SIGINT)
+    print_frontier(spec, launch.out)
+    trials = load_trials(launch.out)
+    if not (trials["status"] != "failed").any():
+        print(f"error: every trial failed (see the error column of {launch.out}/trials)", file=sys.stderr)
+        return 1
     return 0
 
 

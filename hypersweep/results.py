@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import subprocess
 import types
 import typing
@@ -179,11 +180,23 @@ class ResultStore:
         return f"{self.root}/{kind}/family={family}/{study}-{trial:06d}.parquet"
 
     def _write(self, table: pa.Table, path: str, trial: int) -> None:
+        """Write `path` once: under a temporary name, then renamed, never over an existing file."""
         self.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
         tmp = f"{path.rsplit('/', 1)[0]}/{TMP_PREFIX}{uuid.uuid4().hex}"
         pq.write_table(table, tmp, filesystem=self.fs)
         failpoints.reached("before_rename", trial)
-        self.fs.move(tmp, path)
+        if isinstance(self.fs, pafs.LocalFileSystem):
+            try:  # a hard link fails if the name exists: the check and the rename are one step
+                os.link(tmp, path)
+            except FileExistsError:
+                raise FileExistsError(f"{path}: a trial's file is written once; it exists already") from None
+            finally:
+                os.unlink(tmp)
+        else:
+            if self.fs.get_file_info(path).type != pafs.FileType.NotFound:
+                self.fs.delete_file(tmp)
+                raise FileExistsError(f"{path}: a trial's file is written once; it exists already")
+            self.fs.move(tmp, path)
 
     def read_text(self, name: str) -> str | None:
         """A small file directly under the root (None when it does not exist)."""
@@ -216,13 +229,28 @@ class ResultStore:
             self.fs.delete_file(path)
         return len(found)
 
+    def remove_corrupt_files(self) -> list[str]:
+        """Delete result files whose Parquet footer cannot be read; return their paths.
+
+        A trial's row is rebuilt from its study afterwards (`hypersweep.sweep.reconcile`).
+        """
+        corrupt = corrupt_files(self.fs, self.root)
+        for path in corrupt:
+            self.fs.delete_file(path)
+        return corrupt
+
     def write_trial(self, family: str, study: str, cfg: RunConfig, row: dict[str, Any], epochs: list[dict]) -> None:
-        """Write a trial's learning curve, then its row (the row marks it finished)."""
+        """Write a trial's learning curve, then its row (the row marks it finished).
+
+        A curve written before a crash that came before the row is kept: a row rebuilt from
+        the study (which holds no curve) does not replace it.
+        """
         key = {k: row.get(k) for k in ("experiment", "study", "variant", "trial", "trial_id")}
         key["config_hash"] = config_hash(cfg)
         curve = [{**{k: null_if_nan(e.get(k)) for k in EPOCH_COLUMNS}, **key} for e in epochs]
-        self._write(pa.Table.from_pylist(curve, schema=epoch_schema()),
-                    self._path("epochs", family, study, row["trial"]), row["trial"])
+        curve_path = self._path("epochs", family, study, row["trial"])
+        if self.fs.get_file_info(curve_path).type == pafs.FileType.NotFound:
+            self._write(pa.Table.from_pylist(curve, schema=epoch_schema()), curve_path, row["trial"])
         full = {**{k: null_if_nan(v) for k, v in row.items()}, **flatten_config(cfg), "config_hash": key["config_hash"],
                 "version": __version__}
         schema = trial_schema(cfg)
@@ -237,14 +265,42 @@ class ResultStore:
                 if info.base_name.startswith(prefix) and info.base_name[len(prefix):-len(".parquet")].isdigit()}
 
 
+class CorruptResults(ValueError):
+    """Result files that are not readable Parquet (one line naming them and the cure)."""
+
+
+def corrupt_files(fs: pafs.FileSystem, root: str) -> list[str]:
+    """Paths of the trial and epoch files under `root` whose Parquet footer cannot be read."""
+    corrupt = []
+    for kind in ("trials", "epochs"):
+        selector = pafs.FileSelector(f"{root}/{kind}", recursive=True, allow_not_found=True)
+        for info in fs.get_file_info(selector):
+            if info.type != pafs.FileType.File or info.base_name.startswith(TMP_PREFIX):
+                continue
+            try:
+                with fs.open_input_file(info.path) as fh:
+                    pq.read_metadata(fh)
+            except (OSError, pa.ArrowInvalid):
+                corrupt.append(info.path)
+    return corrupt
+
+
 def _load(out: str, kind: str) -> pd.DataFrame:
     store = ResultStore(out)
     path = f"{store.root}/{kind}"
     if store.fs.get_file_info(path).type == pafs.FileType.NotFound:
         raise FileNotFoundError(f"{out}: no {kind}/ dataset (is this a sweep's --out directory?)")
-    dataset = ds.dataset(path, filesystem=store.fs, format="parquet", partitioning="hive",
-                         exclude_invalid_files=True)
-    frame = dataset.to_table().to_pandas()
+    try:
+        dataset = ds.dataset(path, filesystem=store.fs, format="parquet", partitioning="hive")
+        frame = dataset.to_table().to_pandas()
+    except (OSError, pa.ArrowInvalid):
+        bad = corrupt_files(store.fs, store.root)
+        if not bad:
+            raise
+        names = ", ".join(p.removeprefix(f"{store.root}/") for p in bad[:3]) + (" ..." if len(bad) > 3 else "")
+        raise CorruptResults(f"{out}: {len(bad)} result file(s) are not readable Parquet ({names}); "
+                             f"`python -m hypersweep.launch --resume --out {out}` rebuilds them from the study"
+                             ) from None
     frame["family"] = frame["family"].astype(str)
     return frame
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import optuna
 
+from hypersweep.config import load_config
 from hypersweep.models import param_counts
 from hypersweep.results import RESULT_KEYS, null_if_nan
 from hypersweep.search_space import Objective, Param, StudySpace, SweepSpec, grid_space
-from hypersweep.train import load_config  # moving to hypersweep.config
 
 MAX_REPEATS = 20  # proposals not worth training in a row before the sampler is bypassed
 SKIPPED = ("repeat", "larger")  # statuses of proposals told without training (see Search.ask)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -165,7 +166,13 @@ class _Top:
 
 
 def variant_label(variant: dict) -> str:
-    return ",".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in variant.items())
+    """`dim_i=4,seed=1`: names a variant in study names, file names and tables.
+
+    Values are user data (a `data_dir` may hold `/` or `..`), so every character but
+    letters, digits and `.,=_+-` becomes `_`: a study's files stay inside the sweep's --out.
+    """
+    label = ",".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in variant.items())
+    return re.sub(r"[^A-Za-z0-9.,=_+-]", "_", label)
 
 
 def load(path: str, build_tasks: bool = True) -> SweepSpec:
@@ -196,9 +203,12 @@ def _validate(raw: Any, path: str, build_tasks: bool) -> SweepSpec:
             raise ConfigError(f"variants.{key}", "must be a task., model. or train. path")
         if not isinstance(values, list) or not values:
             raise ConfigError(f"variants.{key}", "expected a non-empty list of values")
-    studies = []
+    studies, labels = [], {}
     for values in itertools.product(*top.variants.values()):
         variant = dict(zip(top.variants, values, strict=True))
+        if (label := variant_label(variant)) in labels:  # two values that differ only in unsafe characters
+            raise ConfigError("variants", f"{labels[label]} and {variant} give the same study name {label!r}")
+        labels[label] = variant
         common = _assign({"task": dict(top.task), "model": dict(top.model), "train": dict(top.train)}, variant)
         if top.budget.epochs:
             common["train"]["epochs"] = top.budget.epochs

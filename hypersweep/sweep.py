@@ -305,6 +305,8 @@ def run_sweep(spec: SweepSpec, out: str, storage: str | optuna.storages.BaseStor
     store = ResultStore(out)
     if removed := store.remove_partial_files():
         log(f"removed {removed} partial file(s) left by a crash")
+    for path in store.remove_corrupt_files():  # a trial's row comes back from its study below
+        log(f"removed {path}: not readable Parquet")
     studies: dict[str, Owed] = {}
     for space in spec.studies:
         study = open_study(spec, space, storage, sweep_id, budgets[space.study])

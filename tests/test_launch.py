@@ -40,7 +40,7 @@ def test_a_sweep_runs_every_family_and_ends_with_the_frontier(ray_address, tmp_p
     assert proc.returncode == 0, proc.stderr
     assert "Smallest architecture per error target" in proc.stdout
     assert "embedding/hyper" in proc.stdout
-    assert "[hyper 2/2]" in proc.stdout and "[embedding 2/2]" in proc.stdout
+    assert "[hyper 2/2 | all" in proc.stdout and "[embedding 2/2 | all" in proc.stdout and "all 4/4" in proc.stdout
     trials = load_trials(str(out))
     assert len(trials) == 4 and (out / "optuna.db").exists() and (out / "space.yaml").exists()
     assert {s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{out / 'optuna.db'}")} == \
@@ -75,7 +75,7 @@ def test_a_storage_that_cannot_be_opened_is_refused_before_anything_runs(ray_add
     out = tmp_path / "never"
     proc = launch(ray_address, space_file(tmp_path), "--out", str(out), "--storage", "postgresql://u:p@localhost:1/x")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
-    assert "--storage postgresql://u:p@localhost:1/x: cannot open it" in proc.stderr
+    assert "--storage postgresql://u:***@localhost:1/x: cannot open it" in proc.stderr  # never the password
     assert not out.exists()
 
 
