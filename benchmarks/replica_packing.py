@@ -2,7 +2,7 @@
 
 Ours trains 8 replicas once with stacked parameters; the baseline trains the same
 architecture 8 times with seeds 0..7, on the same task tensors, one thread each. The
-headline is paper.md's Assumption 1, what replicas are for: small hypernetworks the size of
+headline is Assumption 1 (docs/theory.md), what replicas are for: small hypernetworks the size of
 the teacher (g 4x1, f 16x1) fitting it. `details` adds the quickstart's hypernetwork
 (f 64x2) and the paper's rotation depth experiment (f 100x2 on digits, batches of 8).
 """
