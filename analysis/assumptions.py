@@ -1,16 +1,21 @@
-"""The paper's two assumptions, checked on a sweep's own trials.
+"""The paper's two assumptions, checked on a sweep's own trials, each with a stated verdict rule.
 
-    python -m analysis.assumptions OUT [--metric test_error]
+    python -m analysis.assumptions OUT [--metric test_error] [--bootstrap 1000]
 
 Assumption 1 (identifiability): networks trained from different initialisations converge
 towards the same function. From the learning curves of ok trials with `seeds` > 1: the
-median replica disagreement per epoch and family, and the fraction of trials whose last
-epoch disagrees less than their first.
+median replica disagreement per epoch and family, and per trial the ratio of its last
+epoch's disagreement to its first. Only trials that trained count (val_error fell by at
+least TRAINED_DROP): replicas that barely moved from their initialisations say nothing
+about where training converges. Rule in `assumption1_verdict`.
 Assumption 2: the error of a one-hidden-layer network falls as its width grows. From ok
-`standard` trials with primary depth 1: the mean error by width and the Spearman rank
-correlation between width and error (negative when the assumption holds).
+`standard` trials with primary depth 1: the mean error by width, the Spearman rank
+correlation, and the least-squares slope of log(error) on log(width) with a bootstrap
+interval over trials. Rule in `assumption2_verdict`.
 Writes under OUT/analysis/: assumption1 (per family), disagreement (per epoch) and
-assumption2 (per width) as .parquet/.csv, assumption1.png and assumption2.png.
+assumption2 (per width) as .parquet/.csv, assumption1.png and assumption2.png. Either
+assumption unanswerable (no replicated trials, no learning curves, no width sweep) ends in
+one line on stderr and exit 2, after the other is printed and written.
 """
 from __future__ import annotations
 
@@ -18,12 +23,34 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from analysis import plots
-from analysis.sweep import NoAnswer, Sweep, drop_blank_variant, open_sweep, ordered, parser, run, variant_order
+from analysis.evidence import FAILS, HOLDS, INCONCLUSIVE, LEVEL, decide, interval, worst
+from analysis.loading import (
+    Missing,
+    Sweep,
+    drop_blank_variant,
+    open_sweep,
+    ordered,
+    parser,
+    run,
+    variant_order,
+    without_ok_trials,
+)
 
 WIDTH, DEPTH = "config.model.primary.width", "config.model.primary.depth"
+
+# Assumption 1's rule, fixed before looking at any run:
+TRAINED_DROP = 0.25  # a trial trained when its val_error fell by at least 25% from the first epoch to the last
+CONVERGED = 0.5  # a family converges when its median trained trial ends with at most half its first disagreement
+NOT_CONVERGING = 1.0  # ... and does not when the median trial ends disagreeing at least as much as it started
+MIN_TRIALS = 3  # a family's median needs this many trained replicated trials
+# Assumption 2's rule: the slope of log(error) on log(width) must be clearly below NEGLIGIBLE
+# (10x the width lowers the error by more than 1 - 10^-0.1 = 21%) over widths spanning a decade.
+NEGLIGIBLE = -0.1
+MIN_WIDTHS, MIN_WIDTH_DECADES = 4, 1.0
 
 
 def replicated_curves(epochs: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
@@ -41,14 +68,38 @@ def disagreement_by_epoch(curves: pd.DataFrame) -> pd.DataFrame:
 
 
 def disagreement_falls(curves: pd.DataFrame) -> pd.DataFrame:
-    """Per family: how many trials end training disagreeing less than after their first epoch."""
-    ends = curves.sort_values("epoch").groupby(["family", "study", "trial"])["replica_disagreement"]
-    per_trial = pd.DataFrame({"first": ends.first(), "last": ends.last()}).reset_index()
-    per_trial["falls"] = per_trial["last"] < per_trial["first"]
-    table = per_trial.groupby("family").agg(trials=("falls", "size"), falling=("falls", "sum"),
-                                            median_first=("first", "median"), median_last=("last", "median"))
-    table["fraction"] = table["falling"] / table["trials"]
+    """Per family: replicated trials, those that trained, and (over trained trials) how many ended
+    disagreeing less than after their first epoch and the median ratio last / first."""
+    ends = curves.sort_values("epoch").groupby(["family", "study", "trial"])
+    per_trial = pd.DataFrame({"first": ends["replica_disagreement"].first(),
+                              "last": ends["replica_disagreement"].last(),
+                              "error_first": ends["val_error"].first(), "error_last": ends["val_error"].last()})
+    per_trial["trained"] = per_trial["error_last"] <= (1 - TRAINED_DROP) * per_trial["error_first"]
+    per_trial["ratio"] = per_trial["last"] / per_trial["first"]
+    per_trial = per_trial.reset_index()
+    trained = per_trial[per_trial["trained"]]
+    table = per_trial.groupby("family").agg(trials=("trained", "size"), trained=("trained", "sum"))
+    table = table.join(trained.groupby("family").agg(falling=("ratio", lambda r: int((r < 1).sum())),
+                                                     median_first=("first", "median"), median_last=("last", "median"),
+                                                     median_ratio=("ratio", "median")))
+    table["falling"] = table["falling"].fillna(0).astype(int)
+    table["fraction"] = table["falling"] / table["trained"].where(table["trained"] > 0)
     return ordered(table.reset_index())
+
+
+def assumption1_verdict(falls: pd.DataFrame) -> tuple[str, str]:
+    """Rule (fixed in advance): over the trials that trained, a family converges when its median ratio
+    of last to first disagreement is <= 0.5 and does not when it is >= 1. Holds when every family
+    with >= 3 trained replicated trials converges; does not hold when any of them does not converge;
+    inconclusive otherwise, and when no family has 3 trained replicated trials."""
+    judged = falls[falls["trained"] >= MIN_TRIALS]
+    why = ", ".join(f"{r.family}: median last/first {r.median_ratio:.2f} over {r.trained} trained of {r.trials}"
+                    if r.trained else f"{r.family}: none of {r.trials} trained" for r in falls.itertuples())
+    if judged.empty:
+        return INCONCLUSIVE, f"no family has {MIN_TRIALS} replicated trials that trained ({why})"
+    verdicts = [HOLDS if r <= CONVERGED else FAILS if r >= NOT_CONVERGING else INCONCLUSIVE
+                for r in judged["median_ratio"]]
+    return worst(verdicts), why
 
 
 def one_hidden_layer(trials: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, list[str]]:
@@ -87,6 +138,42 @@ def format_correlations(rho: pd.Series) -> str:
     return ", ".join(f"{variant} {r:.2f}" if variant else f"{r:.2f}" for variant, r in rho.items())
 
 
+def width_slopes(narrow: pd.DataFrame, metric: str, samples: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Per variant: the least-squares slope of log(error) on log(width), its bootstrap draws over
+    trials (NaN where a resample has a single width) and how far the widths reach."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for variant, trials in narrow.groupby("variant", sort=False):
+        x, y = np.log(trials["width"].to_numpy(float)), np.log(trials[metric].to_numpy(float))
+        pick = rng.integers(0, len(x), size=(samples, len(x)))
+        draws = np.array([_slope(x[p], y[p]) for p in pick])
+        rows.append({"variant": variant, "trials": len(x), "widths": trials["width"].nunique(),
+                     "decades": np.log10(trials["width"].max() / trials["width"].min()),
+                     "slope": _slope(x, y), "draws": draws, "interval": interval(draws)})
+    return pd.DataFrame(rows)
+
+
+def _slope(x: np.ndarray, y: np.ndarray) -> float:
+    dx = x - x.mean()
+    return float((dx * (y - y.mean())).sum() / (dx * dx).sum()) if np.ptp(x) > 0 else np.nan
+
+
+def assumption2_verdict(slopes: pd.DataFrame) -> tuple[str, str]:
+    """Rule (fixed in advance): per variant, over >= 4 widths spanning >= 1 decade, the slope of
+    log(error) on log(width): holds when >= 97.5% of bootstrap resamples are below -0.1 (10x the
+    width lowers the error by more than 21%); does not hold when >= 97.5% are above -0.1 (the
+    error is flat or rises); inconclusive otherwise, or with fewer widths. Over variants: worst."""
+    verdicts, parts = [], []
+    for r in slopes.itertuples():
+        low, high = r.interval
+        where = f"{r.variant}: " if r.variant else ""
+        parts.append(f"{where}slope {r.slope:.2f} [{low:.2f}, {high:.2f}] over {r.widths} widths "
+                     f"({r.decades:.1f} decades), {r.trials} trials")
+        enough = r.widths >= MIN_WIDTHS and r.decades >= MIN_WIDTH_DECADES
+        verdicts.append(decide(r.draws, NEGLIGIBLE, holds_when="below") if enough else INCONCLUSIVE)
+    return worst(verdicts), "; ".join(parts)
+
+
 def plot_disagreement(by_epoch: pd.DataFrame, path: Path) -> Path:
     """Median disagreement per epoch and family, with the band between the quartiles, on a log axis."""
     fig, axes = plots.panels([""])
@@ -120,14 +207,19 @@ def plot_width(narrow: pd.DataFrame, by_width: pd.DataFrame, rho: pd.Series, met
     return plots.save(fig, path)
 
 
-def analyse(sweep: Sweep, args: argparse.Namespace) -> None:
-    written, missing = [], []
-    curves = replicated_curves(sweep.epochs(), sweep.trials)
-    if curves.empty:
+def analyse(sweep: Sweep, args: argparse.Namespace) -> list[str]:
+    written, missing = [], without_ok_trials(sweep.trials)
+    try:
+        curves = replicated_curves(sweep.epochs(), sweep.trials)
+    except Missing as err:
+        curves = None
+        missing.append(f"Assumption 1: {err}")
+    if curves is not None and curves.empty:
         missing.append("Assumption 1: no ok trial trained with seeds > 1, so no replica disagreement to follow")
-    else:
+    elif curves is not None:
         falls, by_epoch = disagreement_falls(curves), disagreement_by_epoch(curves)
-        print("Assumption 1: replica disagreement from the first epoch to the last")
+        verdict, why = assumption1_verdict(falls)
+        print(f"Assumption 1: replica disagreement from the first epoch to the last: {verdict} ({why})")
         print(falls.to_string(index=False, float_format="{:.3g}".format, formatters={"fraction": "{:.0%}".format}),
               end="\n\n")
         written += [sweep.save(falls, "assumption1"), sweep.save(by_epoch, "disagreement"),
@@ -136,20 +228,23 @@ def analyse(sweep: Sweep, args: argparse.Namespace) -> None:
     missing += unanswered
     if not narrow.empty:
         by_width, rho = error_by_width(narrow, args.metric), rank_correlations(narrow, args.metric)
-        print(f"Assumption 2: {args.metric} of one-hidden-layer standard networks by width "
-              f"(Spearman correlation of width and error: {format_correlations(rho)})")
+        verdict, why = assumption2_verdict(width_slopes(narrow, args.metric, args.bootstrap))
+        print(f"Assumption 2: {args.metric} of one-hidden-layer standard networks by width: {verdict} ({why}; "
+              f"{LEVEL:.0%} interval; Spearman correlation of width and error: {format_correlations(rho)})")
         print(drop_blank_variant(by_width).to_string(index=False, float_format="{:.3g}".format), end="\n\n")
         written += [sweep.save(by_width.merge(rho.reset_index(), on="variant"), "assumption2"),
                     plot_width(narrow, by_width, rho, args.metric, sweep.task, sweep.path("assumption2.png"))]
     if not written:
-        raise NoAnswer("; ".join(missing))
-    print("\n".join([*missing, f"wrote {', '.join(p.name for p in written)} (and .csv copies) in {written[0].parent}"]))
+        raise Missing("; ".join(missing))
+    print(f"wrote {', '.join(p.name for p in written)} (and .csv copies) in {written[0].parent}")
+    return missing
 
 
 def main(argv: list[str] | None = None) -> int:
     p = parser("analysis.assumptions", __doc__)
     p.add_argument("--metric", choices=["test_error", "val_error"], default="test_error",
                    help="the error of Assumption 2 (default: test_error)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for Assumption 2's interval")
     args = p.parse_args(argv)
     return run(lambda: analyse(open_sweep(args.out), args))
 

@@ -6,8 +6,11 @@ Per family and conditioner depth (config.model.conditioner.depth), the mean and 
 deviation of the error over every replica of every ok trial at that depth. A trial reports
 its replicas' mean and population std (`test_error`, `test_error_std`, `seeds` replicas),
 from which the pooled mean and sample std of all replicas follow exactly. Trials at one
-depth pool over whatever else varies, which is only seeds in a grid over depth. Writes
-OUT/analysis/depth.parquet/.csv and depth.png.
+depth pool over whatever else varies, which is only seeds in a grid over depth. `falling`
+counts the trials whose learning curve was still falling at the end (rule (b) of
+hypersweep.frontier): their error says more about the training recipe than about depth.
+Writes OUT/analysis/depth.parquet/.csv and depth.png; a family without an ok trial or
+missing learning curves end in one line on stderr and exit 2.
 """
 from __future__ import annotations
 
@@ -19,34 +22,46 @@ import numpy as np
 import pandas as pd
 
 from analysis import plots
-from analysis.sweep import NoAnswer, Sweep, drop_blank_variant, open_sweep, ordered, parser, run, variant_order
+from analysis.loading import (
+    Missing,
+    Sweep,
+    drop_blank_variant,
+    open_sweep,
+    ordered,
+    parser,
+    run,
+    variant_order,
+)
+from hypersweep.frontier import still_falling
 
 DEPTH = "config.model.conditioner.depth"
 FAMILIES = ("hyper", "embedding")  # the families with a conditioner
 
 
-def by_depth(trials: pd.DataFrame, metric: str = "test_error") -> pd.DataFrame:
-    """Per variant, family and depth: trials, replicas, pooled mean and sample std of `metric`."""
+def by_depth(trials: pd.DataFrame, metric: str = "test_error", epochs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per variant, family and depth: trials, replicas, pooled mean and sample std of `metric`, and
+    (with `epochs`) how many trials were still falling at the end."""
     ok = trials[(trials["status"] == "ok") & trials["family"].isin(FAMILIES)].dropna(subset=[metric, DEPTH])
     ok = ok.assign(depth=ok[DEPTH].astype(int), replicas=ok["seeds"], total=ok[metric] * ok["seeds"])
+    ok["falling"] = still_falling(ok, epochs)
     keys = ["variant", "family", "depth"]
     pooled_mean = ok.groupby(keys)["total"].transform("sum") / ok.groupby(keys)["replicas"].transform("sum")
     # A trial's replicas sit around the pooled mean by their own spread plus their mean's offset from it.
     ok["squares"] = ok["replicas"] * (ok[f"{metric}_std"].fillna(0) ** 2 + (ok[metric] - pooled_mean) ** 2)
     table = ok.groupby(keys).agg(trials=("trial", "size"), replicas=("replicas", "sum"), total=("total", "sum"),
-                                 squares=("squares", "sum")).reset_index()
+                                 squares=("squares", "sum"), falling=("falling", "sum")).reset_index()
     table["mean"] = table["total"] / table["replicas"]
     table["std"] = np.sqrt(table["squares"] / (table["replicas"] - 1)).where(table["replicas"] > 1)
     return ordered(table.drop(columns=["total", "squares"]))
 
 
 def check(table: pd.DataFrame) -> list[str]:
-    """NoAnswer when no family has two depths; else one line per family that is missing."""
+    """Missing when no family has two depths; else one line per family that is missing."""
     if table.empty:
-        raise NoAnswer("no ok hyper or embedding trial with a conditioner depth: nothing to plot against depth")
+        raise Missing("no ok hyper or embedding trial with a conditioner depth: nothing to plot against depth")
     depths = table.groupby("family")["depth"].nunique()
     if depths.max() < 2:
-        raise NoAnswer(f"conditioner depth does not vary (every trial has depth "
+        raise Missing(f"conditioner depth does not vary (every trial has depth "
                        f"{', '.join(map(str, sorted(table['depth'].unique())))}): sweep model.conditioner.depth")
     return [f"no ok {family} trial with a conditioner depth" for family in FAMILIES if family not in depths]
 
@@ -76,9 +91,23 @@ def plot_depths(table: pd.DataFrame, metric: str, task: str, path: Path) -> Path
     return plots.save(fig, path)
 
 
-def analyse(sweep: Sweep, args: argparse.Namespace) -> None:
-    table = by_depth(sweep.trials, args.metric)
-    notes = check(table)
+def falling_note(table: pd.DataFrame) -> str:
+    """One line naming the families whose curves were still falling at the end, or ''."""
+    counts = table.groupby("family", sort=False)[["falling", "trials"]].sum()
+    still = [f"{family} {r.falling} of {r.trials}" for family, r in counts.iterrows() if r.falling]
+    return f"still falling at the last epoch (training-limited rule (b)): {', '.join(still)} trials" if still else ""
+
+
+def analyse(sweep: Sweep, args: argparse.Namespace) -> list[str]:
+    missing = []
+    try:
+        epochs = sweep.epochs()
+    except Missing as err:
+        epochs = None
+        missing.append(f"{err}, so whether training had converged was not checked")
+    table = by_depth(sweep.trials, args.metric, epochs)
+    missing = check(table) + missing
+    notes = [note for note in [falling_note(table)] if note]
     if sweep.spec and sweep.spec.sampler.name != "grid":
         notes.append(f"note: the sampler was {sweep.spec.sampler.name}, not grid: other searched keys vary "
                      "with depth too")
@@ -86,6 +115,7 @@ def analyse(sweep: Sweep, args: argparse.Namespace) -> None:
     print("\n".join([side_by_side(table).to_string(index=False), *notes]))
     written = [sweep.save(table, "depth"), plot_depths(table, args.metric, sweep.task, sweep.path("depth.png"))]
     print(f"\nwrote {', '.join(p.name for p in written)} (and depth.csv) in {written[0].parent}")
+    return missing
 
 
 def main(argv: list[str] | None = None) -> int:

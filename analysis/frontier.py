@@ -2,8 +2,12 @@
 
     python -m analysis.frontier OUT [--targets 0.1,0.01] [--metric M] [--report M] [--count C]
 
-Targets, metric and count come from OUT/space.yaml's objective unless given. Writes under
-OUT/analysis/: frontier, ratios and pareto (.parquet and .csv), frontier.png and pareto.png.
+Targets, metric and count come from OUT/space.yaml's objective unless given. Each frontier
+point carries `training_limited` and `limited_by` (hypersweep.frontier states the two rules;
+the learning curves in OUT/epochs feed rule (b)). Writes under OUT/analysis/: frontier,
+ratios and pareto (.parquet and .csv), frontier.png and pareto.png. A family without an ok
+trial, a family meeting none of the targets or missing learning curves end in one line on
+stderr and exit 2, after the rest is printed and written.
 """
 from __future__ import annotations
 
@@ -14,8 +18,8 @@ from pathlib import Path
 import pandas as pd
 
 from analysis import plots
-from analysis.sweep import (
-    NoAnswer,
+from analysis.loading import (
+    Missing,
     Sweep,
     add_objective_options,
     drop_blank_variant,
@@ -25,21 +29,23 @@ from analysis.sweep import (
     parser,
     run,
     variant_order,
+    without_ok_trials,
 )
 from hypersweep.frontier import SIZE_COLUMNS, format_table, pareto_front, ratios, smallest
 
 
-def frontier(trials: pd.DataFrame, targets: list[float], metric: str, report: str, count: str) -> pd.DataFrame:
-    """hypersweep.frontier.smallest; NoAnswer when no trial met any target."""
+def frontier(trials: pd.DataFrame, targets: list[float], metric: str, report: str, count: str,
+             epochs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """hypersweep.frontier.smallest with its training-limited flags; Missing when no trial met any target."""
     ok = trials[trials["status"] == "ok"]
     if ok.empty:
         statuses = ", ".join(f"{n} {s}" for s, n in trials["status"].value_counts().items())
-        raise NoAnswer(f"no trial finished ok ({statuses})")
-    table = smallest(trials, targets, metric, report, count)
+        raise Missing(f"no trial finished ok ({statuses})")
+    table = smallest(trials, targets, metric, report, count, epochs)
     if not table["found"].any():
         best = ok.loc[ok[metric].idxmin()]
-        raise NoAnswer(f"no trial met any target ({', '.join(f'{t:g}' for t in targets)}): the lowest {metric} "
-                       f"was {best[metric]:.3g} ({best['family']})")
+        raise Missing(f"no trial met any target ({', '.join(f'{t:g}' for t in targets)}): the lowest {metric} "
+                      f"was {best[metric]:.3g} ({best['family']})")
     return ordered(table)
 
 
@@ -52,12 +58,27 @@ def pareto(trials: pd.DataFrame, metric: str, report: str, count: str) -> pd.Dat
 
 
 def unmet(table: pd.DataFrame) -> list[str]:
-    """One line per family (and variant) naming the targets none of its trials met."""
+    """One line per family (and variant) that met some targets but not all, naming the ones it missed."""
     lines = []
-    for (variant, family), rows in table[~table["found"]].groupby(["variant", "family"], sort=False):
-        where = f" ({variant})" if variant else ""
-        targets = ", ".join(f"{t:g}" for t in rows["target"])
-        lines.append(f"no trial of {family}{where} met target{'s' * (len(rows) > 1)} {targets}")
+    for (variant, family), rows in table.groupby(["variant", "family"], sort=False):
+        missed = rows[~rows["found"]]
+        if rows["found"].any() and not missed.empty:
+            where = f" ({variant})" if variant else ""
+            targets = ", ".join(f"{t:g}" for t in missed["target"])
+            lines.append(f"no trial of {family}{where} met target{'s' * (len(missed) > 1)} {targets}")
+    return lines
+
+
+def met_none(table: pd.DataFrame, trials: pd.DataFrame, metric: str) -> list[str]:
+    """One line per family (and variant) with ok trials that met none of the targets: what is missing."""
+    lines = []
+    ok = trials[trials["status"] == "ok"]
+    for (variant, family), rows in table.groupby(["variant", "family"], sort=False):
+        mine = ok[(ok["variant"] == variant) & (ok["family"] == family)]
+        if not rows["found"].any() and not mine.empty:
+            where = f" ({variant})" if variant else ""
+            lines.append(f"no trial of {family}{where} met any target ({', '.join(f'{t:g}' for t in rows['target'])}): "
+                         f"its lowest {metric} was {mine[metric].min():.3g}")
     return lines
 
 
@@ -110,9 +131,16 @@ def plot_frontier(table: pd.DataFrame, metric: str, count: str, path: Path) -> P
     return plots.save(fig, path)
 
 
-def analyse(sweep: Sweep, args: argparse.Namespace) -> None:
+def analyse(sweep: Sweep, args: argparse.Namespace) -> list[str]:
     metric, report, count = objective(sweep, args)
-    table = frontier(sweep.trials, sweep.targets(args.targets), metric, report, count)
+    missing = without_ok_trials(sweep.trials)
+    try:
+        epochs = sweep.epochs()
+    except Missing as err:
+        epochs = None
+        missing.append(f"{err}, so training-limited rule (b) was not checked")
+    table = frontier(sweep.trials, sweep.targets(args.targets), metric, report, count, epochs)
+    missing += met_none(table, sweep.trials, metric)
     ratio = ratios(table, count)
     front = pareto(sweep.trials, metric, report, count)
     print(f"Smallest architecture per error target ({metric} <= target; {report} reported):")
@@ -124,6 +152,7 @@ def analyse(sweep: Sweep, args: argparse.Namespace) -> None:
                plot_frontier(table, metric, count, sweep.path("frontier.png")),
                plot_pareto(sweep.trials, front, metric, count, sweep.task, sweep.path("pareto.png"))]
     print(f"\nwrote {', '.join(p.name for p in written)} (and .csv copies) in {written[0].parent}")
+    return missing
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,10 @@
-"""One sweep's output directory as the analyses read it, and the command-line plumbing they share."""
+"""Reading one sweep's output directory, and the command-line plumbing every analysis script shares.
+
+Every script answers what it can and names what it cannot: when something the answer needs
+is missing (no sweep in OUT, a corrupt Parquet file, a family without an ok trial or meeting
+none of the targets, no learning curves), it prints one line on stderr saying what, and exits
+2. Whatever could be answered is still printed and written first.
+"""
 from __future__ import annotations
 
 import argparse
@@ -9,20 +15,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from hypersweep.config import ConfigError
-from hypersweep.results import load_epochs, load_trials
+from hypersweep.frontier import DEFAULT_TARGETS
+from hypersweep.results import TMP_PREFIX, load_epochs, load_trials
 from hypersweep.search_space import FAMILIES, Objective, SweepSpec, load
 
-DEFAULT_TARGETS = [0.1, 0.01]  # what hypersweep.launch reads the frontier at when the objective names none
+MISSING_EXIT = 2  # the exit code of an answer with something missing
 
 
-class NoSweep(Exception):
-    """OUT holds no sweep results: the script exits 2."""
-
-
-class NoAnswer(Exception):
-    """The results cannot answer the question: the script prints this one line and exits 1."""
+class Missing(Exception):
+    """What the data lack to answer: printed as one line on stderr, exit 2."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,9 @@ class Sweep:
         return sorted(given or self.objective.error_targets or DEFAULT_TARGETS, reverse=True)
 
     def epochs(self) -> pd.DataFrame:
+        """The learning curves; Missing when OUT has none."""
+        if not any(parquet_files(self.out / "epochs")):
+            raise Missing(f"{self.out}: no learning curves (expected {self.out}/epochs/family=*/*.parquet)")
         return load_epochs(str(self.out))
 
     def path(self, name: str, folder: str = "analysis") -> Path:
@@ -61,6 +69,57 @@ class Sweep:
         table.to_parquet(parquet, index=False)
         table.to_csv(parquet.with_suffix(".csv"), index=False)
         return parquet
+
+
+def parquet_files(folder: Path) -> list[Path]:
+    """The finished Parquet files under `folder` (a file being written starts with TMP_PREFIX)."""
+    return [p for p in sorted(folder.rglob("*.parquet")) if not p.name.startswith(TMP_PREFIX)]
+
+
+def check_readable(folder: Path) -> None:
+    """Missing naming the first file under `folder` that is not readable Parquet.
+
+    The dataset reader skips such a file without a word, so an analysis would silently answer
+    from the other trials; reading each file's footer is cheap enough to check them all.
+    """
+    for path in parquet_files(folder):
+        try:
+            pq.read_metadata(path)
+        except (OSError, pa.ArrowException) as err:
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise Missing(f"{path}: not a readable Parquet file ({reason}); move it aside to analyse the rest"
+                          ) from None
+
+
+def open_sweep(out: str) -> Sweep:
+    """Read OUT's trials and search space; Missing when there are no trials to read or a file is corrupt."""
+    path = Path(out)
+    if not path.is_dir():
+        raise Missing(f"{out}: no such directory")
+    if not parquet_files(path / "trials"):
+        raise Missing(f"{out}: no trial results (expected {out}/trials/family=*/*.parquet)")
+    for kind in ("trials", "epochs"):
+        check_readable(path / kind)
+    spec = None
+    try:
+        spec = load(str(path / "space.yaml"), build_tasks=False)
+    except ConfigError as err:  # information, not a failure: stderr is kept for what is missing
+        print(f"note: {err}; using the default objective ({Objective.metric} <= target, {Objective.count})")
+    try:
+        trials = load_trials(out)
+    except (OSError, pa.ArrowException) as err:
+        raise Missing(f"{out}/trials: cannot be read ({str(err).splitlines()[0]})") from None
+    return Sweep(path, trials, spec)
+
+
+def without_ok_trials(trials: pd.DataFrame, families: tuple[str, ...] = FAMILIES) -> list[str]:
+    """One line per family (and variant) among `families` that has trials but none finished ok."""
+    lines = []
+    for (variant, family), group in trials[trials["family"].isin(families)].groupby(["variant", "family"], sort=False):
+        if not (group["status"] == "ok").any():
+            statuses = ", ".join(f"{n} {s}" for s, n in group["status"].value_counts().items())
+            lines.append(f"no ok trial of {family}{f' ({variant})' if variant else ''} ({statuses})")
+    return lines
 
 
 def variant_order(labels) -> list[str]:
@@ -81,22 +140,6 @@ def ordered(table: pd.DataFrame) -> pd.DataFrame:
 def drop_blank_variant(table: pd.DataFrame) -> pd.DataFrame:
     """`table` without its variant column when the sweep has no variants (every label empty)."""
     return table if table["variant"].astype(bool).any() else table.drop(columns="variant")
-
-
-def open_sweep(out: str) -> Sweep:
-    """Read OUT's trials and search space; NoSweep when there are no trials to read."""
-    path = Path(out)
-    if not path.is_dir():
-        raise NoSweep(f"{out}: no such directory")
-    if not any((path / "trials").rglob("*.parquet")):
-        raise NoSweep(f"{out}: no trial results (expected {out}/trials/family=*/*.parquet)")
-    spec = None
-    try:
-        spec = load(str(path / "space.yaml"), build_tasks=False)
-    except ConfigError as err:
-        print(f"note: {err}; using the default objective ({Objective.metric} <= target, {Objective.count})",
-              file=sys.stderr)
-    return Sweep(path, load_trials(out), spec)
 
 
 def parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
@@ -131,14 +174,13 @@ def targets_list(text: str) -> list[float]:
     return targets
 
 
-def run(body: Callable[[], None]) -> int:
-    """Run a script's body, turning NoSweep and NoAnswer into one line and an exit code."""
+def run(body: Callable[[], list[str]]) -> int:
+    """Run a script's body, which returns what it found missing; one line on stderr and exit 2 if anything was."""
     try:
-        body()
-    except NoSweep as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except NoAnswer as err:
-        print(err)
-        return 1
+        missing = body()
+    except Missing as err:
+        missing = [str(err)]
+    if missing:
+        print(f"error: {'; '.join(missing)}", file=sys.stderr)
+        return MISSING_EXIT
     return 0

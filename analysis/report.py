@@ -7,7 +7,10 @@ architecture per target (--targets, else the objective's) with ratios to the hyp
 the scaling fit (at each family's own grid of targets), error against conditioner depth
 (for a grid over it) and the two assumptions (when replicas or a width sweep exist). A
 section the data cannot support is one line saying why. The tables as Parquet come from the
-individual scripts (analysis.frontier etc.).
+individual scripts (analysis.frontier etc.). A family without an ok trial or meeting none of
+the targets, or missing learning curves, end in one line on stderr and exit 2 after the
+report is written; a section the sweep was not designed for (no depth grid, no replicas) is
+not missing anything.
 """
 from __future__ import annotations
 
@@ -19,8 +22,8 @@ from datetime import datetime, timezone
 import pandas as pd
 
 from analysis import assumptions, depth, frontier, plots, scaling
-from analysis.sweep import (
-    NoAnswer,
+from analysis.loading import (
+    Missing,
     Sweep,
     add_objective_options,
     drop_blank_variant,
@@ -28,8 +31,9 @@ from analysis.sweep import (
     open_sweep,
     parser,
     run,
+    without_ok_trials,
 )
-from hypersweep.frontier import architecture, ratios
+from hypersweep.frontier import architecture, flag_texts, ratios
 
 FOLDER = "report"
 
@@ -82,21 +86,23 @@ def header(sweep: Sweep) -> list[str]:
 def pareto_section(sweep: Sweep, metric: str, report: str, count: str) -> list[str]:
     front = frontier.pareto(sweep.trials, metric, report, count)
     if front.empty:
-        raise NoAnswer("no trial finished ok: there is no Pareto front")
+        raise Missing("no trial finished ok: there is no Pareto front")
     frontier.plot_pareto(sweep.trials, front, metric, count, sweep.task, sweep.path("pareto.png", FOLDER))
     return [f"Every ok trial (faint) and each family's Pareto front of ({count}, {metric}).", "",
             "![Pareto fronts](pareto.png)"]
 
 
-def frontier_section(sweep: Sweep, targets: list[float], metric: str, report: str, count: str) -> list[str]:
-    table = frontier.frontier(sweep.trials, targets, metric, report, count)
+def frontier_section(sweep: Sweep, table: pd.DataFrame, metric: str, report: str, count: str) -> list[str]:
     found = table[table["found"]]
     # A dict, so params_total appears once when it is the count.
     shown = pd.DataFrame({"variant": found["variant"], "family": found["family"], "target": found["target"],
                           count: found[count].astype(int), "params_total": found["params_total"].astype(int),
                           report: found[report], "architecture": found.apply(architecture, axis=1),
-                          "trial": found["trial"].astype(int)})
-    lines = [f"A trial meets a target when its {metric} is at most the target; {report} is reported.", "",
+                          "trial": found["trial"].astype(int),
+                          "training-limited": flag_texts(found)})
+    lines = [f"A trial meets a target when its {metric} is at most the target; {report} is reported. "
+             "`training-limited` is hypersweep.frontier's check: (a) the error flat across 10x in size, or (b) the "
+             "learning curve still falling at the end (? = no curve).", "",
              *markdown(drop_blank_variant(shown)), "", *bullets(frontier.unmet(table))]
     ratio = ratios(table, count)
     columns = [c for c in ratio.columns if "/" in c]
@@ -111,26 +117,22 @@ def frontier_section(sweep: Sweep, targets: list[float], metric: str, report: st
     return [*lines, "", "![Smallest model per target](frontier.png)"]
 
 
-def scaling_section(sweep: Sweep, metric: str, count: str, samples: int) -> list[str]:
-    fits, points = scaling.fit(sweep.trials, metric, count, samples=samples)
-    notes = scaling.skipped(fits)
-    if fits["slope"].isna().all():
-        raise NoAnswer("; ".join(notes))
-    fitted = fits.dropna(subset=["slope"])
-    low, high = (f"{scaling.LEVEL:.0%} {end}" for end in ("low", "high"))
-    shown = fitted[["variant", "family", "trials", "eps_high", "eps_low", "slope", "slope_low", "slope_high"]]
-    shown = shown.rename(columns={"eps_high": "ε from", "eps_low": "ε to", "slope_low": low, "slope_high": high})
-    lines = [f"Least-squares slope of log({count}) against log(1/ε), over each family's frontier read at "
-             f"{fitted['targets'].max()} log-spaced targets spanning its Pareto front (ε: the error reached by the "
-             f"smallest trial meeting a target); interval: {scaling.LEVEL:.0%} percentile bootstrap over {samples} "
-             "resamples of the trials.", "",
-             *markdown(drop_blank_variant(shown)), "", *bullets(notes)]
-    dims = scaling.by_dim(fits)
+def scaling_section(sweep: Sweep, epochs: pd.DataFrame | None, metric: str, count: str, samples: int) -> list[str]:
+    fits = scaling.fit(sweep.trials, metric, count, samples=samples, epochs=epochs)
+    notes = scaling.skipped(fits.table)
+    if fits.table["slope"].isna().all():
+        raise Missing("; ".join(notes))
+    fitted = fits.table.dropna(subset=["slope"])
+    lines = [f"Least-squares slope of log({count}) against log(1/ε) over each family's distinct capacity-limited "
+             f"frontier points of {metric} (points flagged training-limited are set aside); interval: "
+             f"{scaling.LEVEL:.0%} percentile bootstrap over {samples} resamples of the seeds and trials.", "",
+             *markdown(drop_blank_variant(scaling.shown(fitted))), "", *bullets(notes)]
+    dims = scaling.by_dim(fits.table)
     if dims is not None:
-        scaling.plot_by_dim(fits, count, sweep.path("scaling_by_n.png", FOLDER))
+        scaling.plot_by_dim(fits.table, count, sweep.path("scaling_by_n.png", FOLDER))
         lines += ["", "Slope by n = dim_i (the paper predicts growth with n for embedding, not for hyper):", "",
                   *markdown(dims.reset_index()), "", "![Slope by n](scaling_by_n.png)"]
-    scaling.plot_fits(fits, points, metric, count, sweep.path("scaling.png", FOLDER))
+    scaling.plot_fits(fits, metric, count, sweep.path("scaling.png", FOLDER))
     return [*lines, "", "![Scaling fits](scaling.png)"]
 
 
@@ -138,31 +140,37 @@ def depth_section(sweep: Sweep) -> list[str]:
     table = depth.by_depth(sweep.trials)
     notes = depth.check(table)
     if sweep.spec and sweep.spec.sampler.name != "grid":
-        raise NoAnswer(f"conditioner depth varies, but under the {sweep.spec.sampler.name} sampler rather than a "
+        raise Missing(f"conditioner depth varies, but under the {sweep.spec.sampler.name} sampler rather than a "
                        "grid; `python -m analysis.depth OUT` plots it anyway")
     depth.plot_depths(table, "test_error", sweep.task, sweep.path("depth.png", FOLDER))
     return ["Test error over every replica of every ok trial at each depth: mean ± sample std (replicas).", "",
             *markdown(depth.side_by_side(table)), "", *bullets(notes), "![Error against depth](depth.png)"]
 
 
-def assumption1_section(sweep: Sweep) -> list[str]:
-    curves = assumptions.replicated_curves(sweep.epochs(), sweep.trials)
+def assumption1_section(sweep: Sweep, epochs: pd.DataFrame | None) -> list[str]:
+    if epochs is None:
+        raise Missing("no learning curves, so no replica disagreement to follow")
+    curves = assumptions.replicated_curves(epochs, sweep.trials)
     if curves.empty:
-        raise NoAnswer("no ok trial trained with seeds > 1, so no replica disagreement to follow")
+        raise Missing("no ok trial trained with seeds > 1, so no replica disagreement to follow")
     falls, by_epoch = assumptions.disagreement_falls(curves), assumptions.disagreement_by_epoch(curves)
+    verdict, why = assumptions.assumption1_verdict(falls)
     assumptions.plot_disagreement(by_epoch, sweep.path("assumption1.png", FOLDER))
-    return ["Replica disagreement after the first and the last epoch; `falling` counts the trials whose "
-            "disagreement fell.", "", *markdown(falls.assign(fraction=falls["fraction"].map("{:.0%}".format)),
-                                                 right=["fraction"]), "", "![Assumption 1](assumption1.png)"]
+    return [f"Replica disagreement after the first and the last epoch, over the trials that trained; verdict "
+            f"by the rule in analysis.assumptions: **{verdict}** ({why}).", "",
+            *markdown(falls.assign(fraction=falls["fraction"].map(lambda f: "-" if pd.isna(f) else f"{f:.0%}")),
+                      right=["fraction"]), "", "![Assumption 1](assumption1.png)"]
 
 
-def assumption2_section(sweep: Sweep, metric: str) -> list[str]:
+def assumption2_section(sweep: Sweep, metric: str, samples: int) -> list[str]:
     narrow, missing = assumptions.one_hidden_layer(sweep.trials, metric)
     if narrow.empty:
-        raise NoAnswer("; ".join(line.removeprefix("Assumption 2: ") for line in missing))
+        raise Missing("; ".join(line.removeprefix("Assumption 2: ") for line in missing))
     by_width, rho = assumptions.error_by_width(narrow, metric), assumptions.rank_correlations(narrow, metric)
+    verdict, why = assumptions.assumption2_verdict(assumptions.width_slopes(narrow, metric, samples))
     assumptions.plot_width(narrow, by_width, rho, metric, sweep.task, sweep.path("assumption2.png", FOLDER))
-    return [f"{metric} of one-hidden-layer standard networks by width; Spearman correlation of width and error: "
+    return [f"{metric} of one-hidden-layer standard networks by width; verdict by the rule in analysis.assumptions: "
+            f"**{verdict}** ({why}); Spearman correlation of width and error: "
             f"{assumptions.format_correlations(rho)}.", "", *markdown(drop_blank_variant(by_width)), "",
             *bullets(missing), "![Assumption 2](assumption2.png)"]
 
@@ -171,25 +179,41 @@ def section(title: str, build: Callable[[], list[str]]) -> list[str]:
     """A titled section, or its title and the one line saying why the data cannot support it."""
     try:
         body = build()
-    except NoAnswer as err:
+    except Missing as err:
         body = [f"{err}."]
     return [f"## {title}", "", *body, ""]
 
 
-def analyse(sweep: Sweep, args: argparse.Namespace) -> None:
+def analyse(sweep: Sweep, args: argparse.Namespace) -> list[str]:
     metric, report, count = objective(sweep, args)
+    missing = without_ok_trials(sweep.trials)
+    try:
+        epochs = sweep.epochs()
+    except Missing as err:
+        epochs = None
+        missing.append(f"{err}, so training-limited rule (b) was not checked")
+    targets = sweep.targets(args.targets)
+    try:
+        table = frontier.frontier(sweep.trials, targets, metric, report, count, epochs)
+        missing += frontier.met_none(table, sweep.trials, metric)
+    except Missing as err:
+        table = None
+        missing.append(str(err))
     lines = [*header(sweep),
              *section("Pareto fronts", lambda: pareto_section(sweep, metric, report, count)),
              *section("Smallest architecture per error target",
-                      lambda: frontier_section(sweep, sweep.targets(args.targets), metric, report, count)),
-             *section("Scaling with accuracy", lambda: scaling_section(sweep, metric, count, args.bootstrap)),
+                      lambda: frontier_section(sweep, table, metric, report, count) if table is not None
+                      else [f"{missing[-1]}."]),
+             *section("Scaling with accuracy", lambda: scaling_section(sweep, epochs, metric, count, args.bootstrap)),
              *section("Error against conditioner depth", lambda: depth_section(sweep)),
-             *section("Assumption 1: replicas converge to one function", lambda: assumption1_section(sweep)),
-             *section("Assumption 2: error falls with width", lambda: assumption2_section(sweep, report))]
+             *section("Assumption 1: replicas converge to one function", lambda: assumption1_section(sweep, epochs)),
+             *section("Assumption 2: error falls with width", lambda: assumption2_section(sweep, report,
+                                                                                          args.bootstrap))]
     path = sweep.path("report.md", FOLDER)
     path.write_text("\n".join(lines))
     figures = [line[line.index("(") + 1:-1] for line in lines if line.startswith("![")]
     print(f"wrote {path} with {len(figures)} figures ({', '.join(figures)})")
+    return missing
 
 
 def main(argv: list[str] | None = None) -> int:
