@@ -69,7 +69,8 @@ def broken(tp: Any, meta: typing.Mapping, key: str) -> st.SearchStrategy:
         (inner,) = [a for a in args if a is not type(None)]
         return broken(inner, meta, key)
     if origin is Literal:
-        return st.one_of(st.text(max_size=8).filter(lambda v: v not in args), st.integers(), st.booleans())
+        return st.one_of(st.text(max_size=8).filter(lambda v: v not in args), st.integers(), st.booleans(),
+                         st.lists(st.sampled_from(args), min_size=1, max_size=2))
     if origin is list:
         return st.one_of(st.just([]), st.lists(broken(args[0], meta, key), min_size=1, max_size=2))
     if tp is bool:
@@ -109,7 +110,10 @@ def leaves(cls: type, prefix: str = "") -> list[tuple[str, Any, typing.Mapping]]
     return found
 
 
-RUN_LEAVES = leaves(teacher.Config, "task.") + leaves(ModelConfig, "model.") + leaves(TrainConfig, "train.")
+# `task.name` picks the task's Config dataclass, so it is no field of one: it is listed as if it were.
+TASK_NAME = ("task.name", Literal[tuple(registry())], {})
+RUN_LEAVES = [TASK_NAME, *leaves(teacher.Config, "task."), *leaves(ModelConfig, "model."),
+              *leaves(TrainConfig, "train.")]
 SPACE_LEAVES = (leaves(Objective, "objective.") + leaves(Sampler, "sampler.") + leaves(Budget, "budget.")
                 + leaves(Resources, "resources."))
 

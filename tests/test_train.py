@@ -103,6 +103,7 @@ def test_cli_json_prints_one_object(tmp_path):
 BAD = [
     ({"task": TEACHER, "model": {"famly": "hyper"}}, "model.famly: unknown key"),
     ({"task": {"name": "nope"}}, "task.name: unknown task 'nope'"),
+    ({"task": {"name": ["teacher"]}}, "task.name: unknown task ['teacher']"),
     ({"task": TEACHER, "model": {"family": "hybrid"}}, "model.family: must be one of"),
     ({"task": TEACHER, "model": {"primary": {"width": 0}}}, "model.primary.width: must be >= 1, got 0"),
     ({"task": TEACHER, "train": {"lr": -0.1}}, "train.lr: must be > 0"),

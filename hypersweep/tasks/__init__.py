@@ -95,7 +95,7 @@ def parse_task(data: Any, path: str = "task") -> Any:
         raise ConfigError(path, "expected a mapping with a `name`")
     tasks = registry()
     name = data.get("name")
-    if name not in tasks:
+    if not isinstance(name, str) or name not in tasks:  # a list or mapping cannot even be looked up
         raise ConfigError(f"{path}.name", f"unknown task {name!r} (known: {', '.join(sorted(tasks))})")
     options = {k: v for k, v in data.items() if k != "name"}
     return parse(tasks[name].Config, options, path)
