@@ -282,14 +282,21 @@ def total_claim(exp: Experiment | None, samples: int, title: str) -> Claim:
     o = exp.objective
     label, trials = next(iter(teachers(exp).items()))
     table = smallest(trials, o.error_targets, o.metric, o.report, "params_total", exp.epochs)
+    verdict, why = total_verdict(trials, table, o.metric, samples)
+    return Claim(title, claim, exp.name, verdict, why + on(label),
+                 markdown(frontier_rows(table, "params_total", o.metric, o.report)))
+
+
+def total_verdict(trials: pd.DataFrame, table: pd.DataFrame, metric: str, samples: int) -> tuple[str, str]:
+    """total_claim's rule on one teacher's trials and its frontier by total parameters."""
     others = [f for f in ("embedding", "standard") if f in set(trials["family"])]
     target = tightest_shared(table, ["hyper", *others])
     if target is None:
-        return Claim(title, claim, exp.name, INCONCLUSIVE, "no target reached by every family" + on(label), [])
+        return INCONCLUSIVE, "no target reached by every family"
     sizes = table[table["target"] == target].set_index("family")["params_total"]
     verdicts, parts = [], []
     for family in others:
-        draws = ratio_draws(trials, family, target, o.metric, "params_total", samples)
+        draws = ratio_draws(trials, family, target, metric, "params_total", samples)
         verdict = decide(draws, 1.0)
         flagged = {HOLDS: family, FAILS: "hyper"}.get(verdict)
         if flagged and limited(table, flagged, target):
@@ -297,9 +304,7 @@ def total_claim(exp: Experiment | None, samples: int, title: str) -> Claim:
         verdicts.append(verdict)
         parts.append(f"{family}/hyper total {ratio_text(sizes[family] / sizes['hyper'], draws)}"
                      + (f" ({flagged}'s point training-limited)" if verdict == INCONCLUSIVE and flagged else ""))
-    why = f"{'; '.join(parts)} at eps {target:g}" + on(label)
-    body = markdown(frontier_rows(table, "params_total", o.metric, o.report))
-    return Claim(title, claim, exp.name, worst(verdicts), why, body)
+    return worst(verdicts), f"{'; '.join(parts)} at eps {target:g}"
 
 
 # ----- scaling exponents -----------------------------------------------------------------------
@@ -506,7 +511,8 @@ def assumption2_claim(exp: Experiment | None, samples: int) -> Claim:
     label, trials = next(iter(teachers(exp).items()))
     narrow, missing = assumptions.one_hidden_layer(trials, metric)
     if narrow.empty:
-        return Claim(title, claim, exp.name, INCONCLUSIVE, "; ".join(missing), [])
+        return Claim(title, claim, exp.name, INCONCLUSIVE,
+                     "; ".join(line.removeprefix("Assumption 2: ") for line in missing), [])
     rho = assumptions.rank_correlations(narrow, metric)
     by_width = assumptions.error_by_width(narrow, metric)
     figure = assumptions.plot_width(narrow, by_width, rho, metric, "teacher", FIGURES / f"{exp.name}_width.png")

@@ -1,0 +1,216 @@
+"""The verdict rules of RESULTS.md: each one, on synthetic tables, returning each of its outcomes."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_analysis import SweepWriter
+
+from analysis import assumptions, results_page, scaling
+from analysis.evidence import FAILS, HOLDS, INCONCLUSIVE, decide, interval
+from hypersweep.frontier import smallest
+
+SAMPLES = 200
+
+
+def law(family: str, slope: float, sizes, scale: float = 10.0, noise: float = 0.0, variant: str = "", dim_i: int = 4,
+        seed: int = 0, start: int = 0) -> pd.DataFrame:
+    """Ok trials on an exact (or lognormally noisy) power law: size = scale * (1/error) ** slope."""
+    sizes = np.asarray(sizes, float)
+    errors = (scale / sizes) ** (1 / slope) * np.exp(noise * np.random.default_rng(seed).standard_normal(len(sizes)))
+    return pd.DataFrame({"variant": variant, "family": family, "status": "ok", "study": f"s-{family}-{variant}",
+                         "trial": range(start, start + len(sizes)), "val_error": errors, "test_error": errors,
+                         "params_primary": sizes.astype(int), "params_total": sizes.astype(int) + 1000,
+                         "config.task.dim_i": dim_i, "config.task.dim_x": 2, "config.task.seed": seed})
+
+
+def at(family: str, sizes, error: float, start: int = 0, total: int = 0) -> pd.DataFrame:
+    """Ok trials of one family that all reach `error`, at the given primary sizes (total = primary + `total`)."""
+    sizes = np.asarray(sizes)
+    return pd.DataFrame({"variant": "", "family": family, "status": "ok", "study": f"s-{family}",
+                         "trial": range(start, start + len(sizes)), "val_error": error, "test_error": error,
+                         "params_primary": sizes, "params_total": sizes + total})
+
+
+# ----- how resamples become verdicts ---------------------------------------------------------------
+
+def test_a_verdict_needs_97_5_percent_of_all_resamples_and_nan_counts_against_it():
+    assert decide(np.ones(100), 0.0) == HOLDS
+    assert decide(-np.ones(100), 0.0) == FAILS
+    assert decide(np.r_[np.ones(50), -np.ones(50)], 0.0) == INCONCLUSIVE
+    assert decide(np.r_[np.ones(98), [np.nan] * 2], 0.0) == HOLDS
+    assert decide(np.r_[np.ones(96), [np.nan] * 4], 0.0) == INCONCLUSIVE  # the unfitted 4% are not dropped
+    assert decide(np.full(100, 0.5), 1.0, holds_when="below") == HOLDS
+    # Misses (inf: more than any size tried) stay in: 5% of them reach the interval's top.
+    assert interval(np.r_[np.arange(1.0, 96.0), [np.inf] * 5]) == (3.0, np.inf)
+
+
+# ----- sizes at equal error ------------------------------------------------------------------------
+
+def size_verdict(trials: pd.DataFrame) -> str:
+    table = smallest(trials, [0.1, 0.01])
+    return results_page.size_verdict(trials, table, "val_error", "params_primary", SAMPLES)[0]
+
+
+def test_size_rule_holds_when_every_resample_puts_q_10x_above_g():
+    assert size_verdict(pd.concat([at("hyper", range(10, 20), 0.005),
+                                   at("embedding", range(1000, 2000, 100), 0.005)])) == HOLDS
+
+
+def test_size_rule_fails_when_every_resample_puts_q_below_10x():
+    assert size_verdict(pd.concat([at("hyper", range(10, 20), 0.005), at("embedding", range(12, 24), 0.005)])) == FAILS
+
+
+def test_size_rule_is_inconclusive_when_the_resamples_straddle_10x():
+    # The embedding's 60-parameter trial (6x) is in about 2/3 of the resamples; the others give 20x.
+    assert size_verdict(pd.concat([at("hyper", [10] * 10, 0.005),
+                                   at("embedding", [60, 200, 200, 200, 200], 0.005)])) == INCONCLUSIVE
+
+
+def test_size_rule_cannot_hold_on_a_training_limited_point():
+    # The embedding's points at 0.009 come within 25% of a 10x smaller model's 0.0105: flat, so flagged.
+    trials = pd.concat([at("hyper", range(10, 20), 0.005), at("embedding", range(1000, 2000, 100), 0.009),
+                        at("embedding", [90], 0.0105, start=10)])
+    table = smallest(trials, [0.1, 0.01])
+    verdict, why = results_page.size_verdict(trials, table, "val_error", "params_primary", SAMPLES)
+    assert verdict == INCONCLUSIVE and why.endswith("but the embedding's point is training-limited")
+
+
+def test_size_rule_counts_a_family_missing_the_target_in_a_resample_instead_of_dropping_it():
+    # One hyper trial meets 0.01; the resamples that leave it out have no hyper at 0.01 (ratio 0).
+    trials = pd.concat([at("hyper", [10], 0.005), at("hyper", range(11, 20), 0.05, start=1),
+                        at("embedding", range(1000, 2000, 100), 0.005)])
+    draws = results_page.ratio_draws(trials, "embedding", 0.01, "val_error", "params_primary", SAMPLES)
+    assert 0.25 < np.mean(draws == 0) < 0.45  # about (1 - 1/10) ** 10 of them
+    assert 0.25 < results_page.misses(trials, "hyper", 0.01, "val_error", "params_primary", SAMPLES) < 0.45
+    assert size_verdict(trials) == INCONCLUSIVE
+
+
+def total_verdict(hyper_total: int, embedding_total: int, spread: int = 1) -> str:
+    trials = pd.concat([at("hyper", range(10, 20), 0.005, total=hyper_total),
+                        at("embedding", range(100, 100 + 10 * spread, spread), 0.005, start=10,
+                           total=embedding_total)])
+    table = smallest(trials, [0.01], count="params_total")
+    return results_page.total_verdict(trials, table, "val_error", SAMPLES)[0]
+
+
+def test_total_rule_has_all_three_outcomes():
+    assert total_verdict(hyper_total=100, embedding_total=1000) == HOLDS  # f + g far below e + q
+    assert total_verdict(hyper_total=5000, embedding_total=100) == FAILS  # a big f outweighs q
+    assert total_verdict(hyper_total=95, embedding_total=0, spread=3) == INCONCLUSIVE  # 105-113 vs 100-127
+
+
+# ----- scaling exponents ---------------------------------------------------------------------------
+
+SIZES = np.geomspace(10, 10_000, 12).round()
+
+
+def slope_verdict(*families: pd.DataFrame) -> tuple[str, str]:
+    fits = scaling.fit(pd.concat(families), "val_error", "params_primary", samples=SAMPLES)
+    return results_page.slope_verdict(fits, "")
+
+
+def test_slope_rule_holds_when_the_embedding_is_steeper_in_every_resample():
+    verdict, why = slope_verdict(law("hyper", 0.5, SIZES), law("embedding", 2.0, SIZES))
+    assert verdict == HOLDS and "measured ratio 4.0; paper's (m+n)/m = 3.0" in why
+
+
+def test_slope_rule_fails_when_the_hypernetwork_is_steeper_in_every_resample():
+    assert slope_verdict(law("hyper", 2.0, SIZES), law("embedding", 0.5, SIZES))[0] == FAILS
+
+
+def test_slope_rule_is_inconclusive_when_noisy_slopes_overlap():
+    verdict, _ = slope_verdict(law("hyper", 1.0, SIZES, noise=0.4, seed=1), law("embedding", 1.1, SIZES, noise=0.4))
+    assert verdict == INCONCLUSIVE
+
+
+def test_slope_rule_is_inconclusive_on_a_slope_resting_on_less_than_a_decade():
+    verdict, why = slope_verdict(law("hyper", 0.5, SIZES), law("embedding", 2.0, SIZES[:4]))  # 10 to 87 params
+    assert verdict == INCONCLUSIVE and "embedding's slope rests on 4 points over 0.41 decades of eps" in why
+
+
+def dims_verdict(low: dict[str, float], high: dict[str, float], noise: float = 0.0) -> str:
+    trials = pd.concat([law(family, slope, SIZES, noise=noise, variant=f"dim_i={n}", dim_i=n, seed=n + i)
+                        for n, slopes in ((2, low), (8, high)) for i, (family, slope) in enumerate(slopes.items())])
+    return results_page.dims_verdict(scaling.fit(trials, "val_error", "params_primary", samples=SAMPLES))[0]
+
+
+def test_dims_rule_has_all_three_outcomes():
+    assert dims_verdict({"hyper": 0.5, "embedding": 1.0}, {"hyper": 0.5, "embedding": 3.0}) == HOLDS
+    assert dims_verdict({"hyper": 0.5, "embedding": 1.0}, {"hyper": 2.0, "embedding": 1.0}) == FAILS
+    assert dims_verdict({"hyper": 0.5, "embedding": 1.0}, {"hyper": 0.5, "embedding": 1.1}, noise=0.4) == INCONCLUSIVE
+
+
+# ----- depth and the assumptions ---------------------------------------------------------------------
+
+def depth_table(hyper: float, embedding: float, std: float = 0.02, falling: int = 0) -> pd.DataFrame:
+    """analysis.depth.by_depth's table: both families at depths 2 to 4, 5 trials each."""
+    return pd.DataFrame([{"variant": "", "family": family, "depth": d, "trials": 5, "replicas": 25, "mean": mean,
+                          "std": std, "falling": falling if family == "embedding" else 0}
+                         for family, mean in (("hyper", hyper), ("embedding", embedding)) for d in (2, 3, 4)])
+
+
+def test_depth_rule_has_all_three_outcomes():
+    assert results_page.depth_verdict(depth_table(0.1, 0.5))[0] == HOLDS
+    assert results_page.depth_verdict(depth_table(0.5, 0.1))[0] == FAILS
+    assert results_page.depth_verdict(depth_table(0.1, 0.11))[0] == INCONCLUSIVE  # within the stds
+    verdict, why = results_page.depth_verdict(depth_table(0.1, 0.5, falling=4))
+    assert verdict == INCONCLUSIVE and why.endswith("still falling at the last epoch: embedding 12/15 trials")
+
+
+def falls(*ratios: float, trained: int = 5) -> pd.DataFrame:
+    """analysis.assumptions.disagreement_falls's table, one family per median ratio last/first."""
+    return pd.DataFrame([{"family": family, "trials": 5, "trained": trained, "median_ratio": ratio}
+                         for family, ratio in zip(("hyper", "embedding"), ratios, strict=False)])
+
+
+def test_assumption1_rule_has_all_three_outcomes():
+    assert assumptions.assumption1_verdict(falls(0.3, 0.2))[0] == HOLDS
+    assert assumptions.assumption1_verdict(falls(0.3, 1.2))[0] == FAILS
+    assert assumptions.assumption1_verdict(falls(0.3, 0.8))[0] == INCONCLUSIVE  # fell, but not by half
+    verdict, why = assumptions.assumption1_verdict(falls(0.3, trained=2))
+    assert verdict == INCONCLUSIVE and why.startswith("no family has 3 replicated trials that trained")
+
+
+def width_verdict(slope: float, widths=(2, 4, 8, 16, 32, 64), spread: float = 0.1) -> str:
+    """Three trials per width on error = width ** slope, scattered by factors exp(-spread), 1, exp(spread)."""
+    narrow = pd.DataFrame([{"variant": "", "width": w, "test_error": w ** slope * np.exp(s)}
+                           for w in widths for s in (-spread, 0.0, spread)])
+    return assumptions.assumption2_verdict(assumptions.width_slopes(narrow, "test_error", SAMPLES))[0]
+
+
+def test_assumption2_rule_has_all_three_outcomes():
+    assert width_verdict(-0.7) == HOLDS
+    assert width_verdict(0.0) == FAILS  # flat in width: a training-limited plateau
+    assert width_verdict(-0.1, spread=0.8) == INCONCLUSIVE  # right at the threshold, and noisy
+    assert width_verdict(-0.7, widths=(2, 4, 8)) == INCONCLUSIVE  # three widths within a decade
+
+
+# ----- the page ------------------------------------------------------------------------------------------
+
+def test_the_results_page_is_built_from_exported_tables_with_rule_based_verdicts(tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    sweep = SweepWriter(runs / "teacher_scaling")
+    for width, hyper_error in [(1, 0.4), (2, 0.2), (4, 0.08), (8, 0.04)] * 3:  # each size thrice: few misses
+        sweep.trial("hyper", hyper_error, width=width)
+        sweep.trial("embedding", hyper_error, width=64 * width)  # the same errors with far larger q
+    for root in ("ROOT", "DATA", "FIGURES"):
+        monkeypatch.setattr(results_page, root, tmp_path / {"ROOT": "", "DATA": "d/data", "FIGURES": "d"}[root])
+    assert results_page.main(["--runs", str(runs), "--bootstrap", "50"]) == 0
+
+    assert (tmp_path / "d/data/teacher_scaling.trials.parquet").exists()
+    page = (tmp_path / "RESULTS.md").read_text()
+    size = page.split("## Smaller primary nets (teacher)")[1].split("\n## ")[0]
+    assert "*Verdict: holds*" in size and "(d/teacher_scaling_hypernet_frontier.png)" in size
+    assert "hypernet teacher, the favourable case" in size  # the only teacher run, labelled as such
+    assert "| training-limited |" in size
+    assert "## Threats to validity" in page and "predate the fair-effort protocol" in page
+    assert "| Dependence on n = dim_i" in page and "**not run**" in page  # teacher_dims was not exported
+    assert (tmp_path / "d/teacher_scaling_hypernet_frontier.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("target", ["mlp", "hypernet"])
+def test_the_generic_teacher_carries_the_verdict_when_it_ran(target):
+    trials = pd.concat([at("hyper", [10], 0.01).assign(**{"config.task.target": t}) for t in ("hypernet", target)])
+    exp = results_page.Experiment("x", trials.assign(**{"config.task.name": "teacher"}), None, None)
+    assert next(iter(results_page.teachers(exp))) == target
