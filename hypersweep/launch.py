@@ -24,9 +24,13 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from hypersweep import __version__, frontier, search_space
-from hypersweep.config import ConfigError
-from hypersweep.results import ResultStore, is_remote, load_trials
+try:
+    from hypersweep import __version__, frontier, search_space
+    from hypersweep.config import ConfigError
+    from hypersweep.results import ResultStore, is_remote, load_epochs, load_trials
+except KeyboardInterrupt:  # Ctrl-C while Python still imports torch: nothing has started
+    print("interrupted before the sweep started: nothing to resume", file=sys.stderr)
+    sys.exit(128 + signal.SIGINT)
 
 DEFAULT_SPACE = Path(__file__).resolve().parent.parent / "search_spaces" / "quickstart.yaml"
 MANIFEST = "sweep.json"  # what a sweep is: its id, studies, storage (no password) and trial budgets
@@ -112,10 +116,10 @@ def check_writable(path: Path, what: str) -> None:
         existing = existing.parent
     if not existing.is_dir():
         raise Refusal(f"{what} {path}: {existing} is a file, not a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise Refusal(f"{what} {path}: {existing} is not writable")
     if os.statvfs(existing).f_flag & os.ST_RDONLY:
         raise Refusal(f"{what} {path}: {existing} is on a read-only file system")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise Refusal(f"{what} {path}: {existing} is not writable")
 
 
 def check_names(spec: search_space.SweepSpec, out: str) -> None:
@@ -296,7 +300,8 @@ def _alive(pid: int) -> bool:
 def print_frontier(spec: search_space.SweepSpec, out: str) -> None:
     trials = load_trials(out)
     o = spec.objective
-    table = frontier.smallest(trials, o.error_targets or list(frontier.DEFAULT_TARGETS), o.metric, o.report, o.count)
+    table = frontier.smallest(trials, o.error_targets or list(frontier.DEFAULT_TARGETS), o.metric, o.report, o.count,
+                              epochs=load_epochs(out))
     print(f"\nSmallest architecture per error target ({o.metric} <= target; {o.report} reported):")
     print(frontier.format_table(table, o.count, o.report))
     ratio = frontier.ratios(table, o.count)
@@ -319,6 +324,14 @@ class Stopped(Exception):
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # before the sweep's lock was taken (or after it was released)
+        print("\ninterrupted before the sweep started: nothing to resume", file=sys.stderr)
+        return 128 + signal.SIGINT
+
+
+def _main(argv: list[str] | None) -> int:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory() as scratch:
         try:
