@@ -36,6 +36,7 @@ from hypersweep.train import load_config
 FAMILIES = ("hyper", "embedding", "standard")
 MODEL_KEYS = {"primary", "conditioner", "embedding_dim", "activation", "bias", "primary_bias"}
 RANGE_KEYS = {"low", "high", "log", "step", "choices"}
+MAX_GRID = 1_000_000  # Optuna's GridSampler holds the whole grid in memory
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,12 @@ class Param:
             return list(range(int(self.low), int(self.high) + 1, int(self.step or 1)))
         raise ValueError(self.name)
 
+    def grid_size(self) -> int:
+        """len(grid()), without building it."""
+        if self.kind == "categorical":
+            return len(self.choices)
+        return (int(self.high) - int(self.low)) // int(self.step or 1) + 1
+
 
 @dataclass(frozen=True)
 class StudySpace:
@@ -122,7 +129,7 @@ class StudySpace:
         return _assign(self.base, values)
 
     def grid_size(self) -> int:
-        return math.prod(len(p.grid()) for p in self.params)
+        return math.prod(p.grid_size() for p in self.params)
 
 
 @dataclass(frozen=True)
@@ -199,6 +206,8 @@ def _validate(raw: Any, path: str, build_tasks: bool) -> SweepSpec:
         if name not in FAMILIES:
             raise ConfigError(f"families.{name}", f"unknown family (expected one of {', '.join(FAMILIES)})")
     for key, values in top.variants.items():
+        if not isinstance(key, str):
+            raise ConfigError("variants", f"keys are dotted paths such as task.dim_i, got {key!r}")
         if key.split(".")[0] not in ("task", "model", "train"):
             raise ConfigError(f"variants.{key}", "must be a task., model. or train. path")
         if not isinstance(values, list) or not values:
@@ -209,10 +218,14 @@ def _validate(raw: Any, path: str, build_tasks: bool) -> SweepSpec:
         if (label := variant_label(variant)) in labels:  # two values that differ only in unsafe characters
             raise ConfigError("variants", f"{labels[label]} and {variant} give the same study name {label!r}")
         labels[label] = variant
-        common = _assign({"task": dict(top.task), "model": dict(top.model), "train": dict(top.train)}, variant)
-        if top.budget.epochs:
-            common["train"]["epochs"] = top.budget.epochs
+        try:
+            common = _assign({"task": dict(top.task), "model": dict(top.model), "train": dict(top.train)}, variant)
+        except ConfigError as err:
+            raise ConfigError(f"variants.{err.key}", err.message) from None
         origin = {k: f"variants.{k}" for k in variant}
+        if top.budget.epochs:  # the file's train.epochs must be valid even when the budget overrides it
+            _check_run_config(common, origin, "variant", variant)
+            common["train"]["epochs"] = top.budget.epochs
         task_cfg = _check_run_config(common, origin, "variant", variant).task
         task = build_task(task_cfg) if build_tasks else None
         for family, body in top.families.items():
@@ -227,8 +240,11 @@ def _assign(cfg: dict, values: dict[str, Any]) -> dict:
     for name, value in values.items():
         *parents, leaf = name.split(".")
         node = cfg
-        for key in parents:
+        for depth, key in enumerate(parents):
             node = node.setdefault(key, {})
+            if not isinstance(node, dict):  # the path runs through a plain value
+                where = ".".join(parents[:depth + 1])
+                raise ConfigError(name, f"{where} is {node!r}, not a section that can hold {leaf}")
         node[leaf] = value
     return cfg
 
@@ -256,6 +272,8 @@ def _study_space(top: _Top, family: str, body: Any, variant: dict, common: dict,
     for p in params:
         if top.sampler.name == "grid" and p.kind == "float":
             raise ConfigError(origin[p.name], "a grid needs choices or an int range, not a float range")
+    if top.sampler.name == "grid" and (size := math.prod(p.grid_size() for p in params)) > MAX_GRID:
+        raise ConfigError(where, f"a grid of {size:,} points; the grid sampler takes at most {MAX_GRID:,}")
     corners = {"low": {p.name: _corner(p, low=True) for p in params},
                "high": {p.name: _corner(p, low=False) for p in params}}
     study = f"{top.experiment}-{family}" + (f"-{variant_label(variant)}" if variant else "")
@@ -276,7 +294,9 @@ def _study_space(top: _Top, family: str, body: Any, variant: dict, common: dict,
 
 def _collect(value: Any, path: str, where: str, base: dict, params: list, origin: dict) -> None:
     """Walk a family section, moving ranges into `params` and fixed values into `base`."""
-    if isinstance(value, dict) and value and set(value) <= RANGE_KEYS:
+    if value == {}:
+        raise ConfigError(where, "expected a value, a range {low, high} or {choices: [...]}, got {}")
+    if isinstance(value, dict) and set(value) <= RANGE_KEYS:
         params.append(_param(value, path, where))
         origin[path] = where
         return
@@ -310,6 +330,10 @@ def _param(spec: dict, name: str, where: str) -> Param:
             raise ConfigError(f"{where}.{key}", "a range needs low and high (or give choices)")
         if isinstance(spec[key], bool) or not isinstance(spec[key], (int, float)):
             raise ConfigError(f"{where}.{key}", f"expected a number, got {spec[key]!r}")
+    for key in ("low", "high", "step"):  # NaN passes every comparison below; 10**400 is no float
+        if spec.get(key) is not None and not isinstance(spec[key], bool) and isinstance(spec[key], (int, float)) \
+                and not _finite(spec[key]):
+            raise ConfigError(f"{where}.{key}", f"expected a finite number, got {spec[key]!r}")
     low, high, log, step = spec["low"], spec["high"], spec.get("log", False), spec.get("step")
     kind = "int" if isinstance(low, int) and isinstance(high, int) and not isinstance(step, float) else "float"
     if not isinstance(log, bool):
@@ -324,6 +348,13 @@ def _param(spec: dict, name: str, where: str) -> Param:
         raise ConfigError(f"{where}.step", "step and log cannot be combined")
     return Param(name, kind, float(low) if kind == "float" else low, float(high) if kind == "float" else high,
                  log, step)
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def _corner(p: Param, low: bool) -> Any:
