@@ -12,13 +12,13 @@ import os
 import shutil
 import tarfile
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 import torch
 
-from hypersweep.config import ConfigError
+from hypersweep.config import ConfigError, bounds
 
 Dataset = Literal["digits", "mnist", "cifar10"]
 
@@ -50,6 +50,24 @@ class Images:
     train_labels: torch.Tensor
     test_images: torch.Tensor
     test_labels: torch.Tensor
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """The keys the image tasks share: which images, and how they are split (a task's Config extends it)."""
+
+    dataset: Dataset = "digits"
+    data_dir: str | None = None  # where MNIST / CIFAR-10 files are; digits is bundled
+    download: bool = False
+    val_fraction: float = field(default=0.2, metadata=bounds(0, 1))
+    test_fraction: float = field(default=0.2, metadata=bounds(0, 1))  # digits only
+    max_images: int | None = field(default=None, metadata=bounds(1))  # per dataset part
+    seed: int = field(default=0, metadata=bounds(0))
+
+    def split(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Train, val and test images, loaded and drawn as `split_images` does."""
+        images = load_images(self.dataset, self.data_dir, self.download)
+        return split_images(images, self.val_fraction, self.test_fraction, self.max_images, generator)
 
 
 def load_images(dataset: Dataset, data_dir: str | None, download: bool = False) -> Images:

@@ -12,26 +12,18 @@ from dataclasses import dataclass, field
 import torch
 
 from hypersweep.config import ConfigError, bounds
-from hypersweep.datasets import Dataset, load_images, pixel_moments, split_images
+from hypersweep.datasets import ImageSource, pixel_moments
 from hypersweep.tasks import Split, Task
 
 
 @dataclass(frozen=True)
-class Config:
-    dataset: Dataset = "digits"
-    data_dir: str | None = None  # where MNIST / CIFAR-10 files are; digits is bundled
-    download: bool = False
+class Config(ImageSource):
     points: int | None = field(default=None, metadata=bounds(1))  # pixels per image; None: all
-    val_fraction: float = field(default=0.2, metadata=bounds(0, 1))
-    test_fraction: float = field(default=0.2, metadata=bounds(0, 1))  # digits only
-    max_images: int | None = field(default=None, metadata=bounds(1))  # per dataset part
-    seed: int = field(default=0, metadata=bounds(0))
 
 
 def build(cfg: Config) -> Task:
     generator = torch.Generator().manual_seed(cfg.seed)
-    images = load_images(cfg.dataset, cfg.data_dir, cfg.download)
-    parts = split_images(images, cfg.val_fraction, cfg.test_fraction, cfg.max_images, generator)
+    parts = cfg.split(generator)
     channels, height, width = parts[0].shape[1:]
     if cfg.points is not None and cfg.points > height * width:
         raise ConfigError("task.points", f"must be <= {height * width} (pixels in an image), "

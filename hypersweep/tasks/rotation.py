@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from hypersweep.config import bounds
-from hypersweep.datasets import Dataset, load_images, pixel_moments, split_images
+from hypersweep.datasets import ImageSource, pixel_moments
 from hypersweep.tasks import Split, Task
 
 CLASSES = 12  # multiples of 30 degrees
@@ -21,21 +21,13 @@ CHUNK = 128  # images per grid_sample call: its sampling grid (2 floats per outp
 
 
 @dataclass(frozen=True)
-class Config:
-    dataset: Dataset = "digits"
-    data_dir: str | None = None  # where MNIST / CIFAR-10 files are; digits is bundled
-    download: bool = False
+class Config(ImageSource):
     rotations: int = field(default=8, metadata=bounds(1))  # points per instance
-    val_fraction: float = field(default=0.2, metadata=bounds(0, 1))
-    test_fraction: float = field(default=0.2, metadata=bounds(0, 1))  # digits only
-    max_images: int | None = field(default=None, metadata=bounds(1))  # per dataset part
-    seed: int = field(default=0, metadata=bounds(0))
 
 
 def build(cfg: Config) -> Task:
     generator = torch.Generator().manual_seed(cfg.seed)
-    images = load_images(cfg.dataset, cfg.data_dir, cfg.download)
-    parts = split_images(images, cfg.val_fraction, cfg.test_fraction, cfg.max_images, generator)
+    parts = cfg.split(generator)
     mean, std = pixel_moments(parts[0])
     train, val, test = [
         instances(p, 360 * torch.rand(len(p), cfg.rotations, generator=generator), mean, std) for p in parts
