@@ -90,13 +90,18 @@ def evaluate(model: torch.nn.Module, split: Split, kind: tasks.Kind) -> tuple[to
     return errors, 2 * variance.mean().item()
 
 
-def _summary(prefix: str, errors: torch.Tensor) -> dict[str, float]:
+# How a split's per-replica errors are summarised: `val_error`, `val_error_std`, `val_error_max`, ...
+ERROR_STATS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "": torch.mean,
+    "_std": lambda e: e.std(unbiased=False),
+    "_max": torch.max,
+}
+
+
+def _summary(split: str, errors: torch.Tensor) -> dict[str, float]:
+    """`{split}_error` and its spread over the replicas (ERROR_STATS); NaN for a run that diverged."""
     e = errors.double()
-    return {
-        f"{prefix}_error": e.mean().item(),
-        f"{prefix}_error_std": e.std(unbiased=False).item(),
-        f"{prefix}_error_max": e.max().item(),
-    }
+    return {f"{split}_error{stat}": reduce(e).item() for stat, reduce in ERROR_STATS.items()}
 
 
 def make_optimizer(cfg: RunConfig, params) -> torch.optim.Optimizer:
@@ -180,8 +185,9 @@ def _train(cfg: RunConfig, task: Task, device: torch.device, on_epoch: Callable[
         test_errors, disagreement = evaluate(model, data["test"], task.kind)
         final = {**metrics, **_summary("test", test_errors), "replica_disagreement": disagreement}
     else:
+        nan = torch.tensor([math.nan])
         final = {"epoch": epoch, "train_loss": math.nan, "replica_disagreement": math.nan,
-                 **{f"{s}_error{m}": math.nan for s in ("val", "test") for m in ("", "_std", "_max")}}
+                 **_summary("val", nan), **_summary("test", nan)}
     samples = (epoch if status == "ok" else epoch - 1) * n * task.train.points
     return {
         "status": status,
