@@ -187,3 +187,22 @@ def test_losing_a_node_mid_sweep_reschedules_its_trials(two_nodes, tmp_path):
     trials = load_trials(str(out))
     assert len(trials) == 4 and set(trials["status"]) == {"ok"}
     assert trials["retries"].sum() >= 1  # the trial on the lost node ran again elsewhere
+
+
+def test_a_driver_killed_with_several_studies_half_done_resumes_each_exactly_once(ray_address, tmp_path):
+    out = tmp_path / "out"
+    families = {"hyper": SPACE["families"]["hyper"], "standard": {"primary": {"width": {"low": 2, "high": 32}}}}
+    space = space_file(tmp_path, families=families, budget={**SPACE["budget"], "max_concurrent": 2})
+    proc = launch(ray_address, space, "--out", str(out), wait=False)
+    wait_for(lambda: len(rows(out)) >= 3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 3 <= len(rows(out)) < 2 * TRIALS
+    resumed = launch(ray_address, "--out", str(out), "--resume")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    trials = load_trials(str(out))
+    assert trials.groupby("study").size().to_dict() == {"rel-hyper": TRIALS, "rel-standard": TRIALS}
+    for name, mine in trials.groupby("study"):
+        study = optuna.load_study(study_name=name, storage=f"sqlite:///{out / 'optuna.db'}")
+        complete = {t.number for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
+        assert mine["trial"].is_unique and complete == set(mine["trial"])

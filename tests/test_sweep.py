@@ -9,8 +9,8 @@ from ray.cluster_utils import Cluster
 
 from hypersweep import frontier
 from hypersweep.results import load_epochs, load_trials
-from hypersweep.search_space import load
 from hypersweep.search import MAX_REPEATS, SKIPPED, Search
+from hypersweep.search_space import load
 from hypersweep.sweep import run_sweep
 
 TEACHER = {"name": "teacher", "dim_x": 2, "dim_i": 4, "train_instances": 300, "points": 16}
@@ -169,3 +169,29 @@ def test_gpu_trials_land_on_the_gpu_node_and_cpu_trials_spread(two_nodes, tmp_pa
 
     _, out, _ = sweep(tmp_path / "cpu", families, trials=4, resources={"cpus": 1, "gpus": 0})
     assert load_trials(out)["node_id"].nunique() == 2
+
+
+def intervals(trials):
+    return [(r["study"], r["started_at"], r["finished_at"]) for _, r in trials.iterrows()]
+
+
+def test_the_studies_of_an_experiment_run_side_by_side_in_one_tuner(ray_address, tmp_path):
+    families = {"hyper": {"primary": {"width": {"low": 1, "high": 8}}},
+                "standard": {"primary": {"width": {"low": 2, "high": 32}}}}
+    _, out, _ = sweep(tmp_path, families, trials=4, budget={"trials": 4, "epochs": 20, "max_failures": 0})
+    spans = intervals(load_trials(out))
+    assert any(a[0] != b[0] and a[1] < b[2] and b[1] < a[2] for a in spans for b in spans)  # overlap in time
+
+
+def test_a_study_that_finishes_early_leaves_its_slots_to_the_others(ray_address, tmp_path):
+    # hyper's trials train 1 epoch, standard's 30: hyper is done long before standard.
+    families = {"hyper": {"primary": {"width": {"low": 1, "high": 8}}, "train": {"epochs": 1}},
+                "standard": {"primary": {"width": {"low": 2, "high": 32}}}}
+    _, out, _ = sweep(tmp_path, families, trials=3, budget={"trials": 3, "epochs": 30, "max_failures": 0})
+    trials = load_trials(out)
+    assert trials.groupby("study").size().to_dict() == {"t-hyper": 3, "t-standard": 3}
+    hyper_done = trials[trials["study"] == "t-hyper"]["finished_at"].max()
+    standard = intervals(trials[trials["study"] == "t-standard"])
+    # Once hyper is done, both slots serve standard: two of its trials run at once after that.
+    assert any(max(a[1], b[1]) < min(a[2], b[2]) and min(a[2], b[2]) > hyper_done
+               for a in standard for b in standard if a is not b)
