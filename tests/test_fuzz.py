@@ -45,10 +45,9 @@ TASK = {"name": "teacher", "dim_x": 2, "dim_i": 2, "train_instances": 8, "val_in
 RUN = {"task": TASK, "model": {"family": "hyper", "primary": {"width": 2, "depth": 1},
                                "conditioner": {"width": 4, "depth": 1}},
        "train": {"epochs": 1, "batch_size": 4}}
-# Epochs in `train`, not `budget.epochs`: the budget's value would replace a broken train.epochs unseen.
-SPACE = {"experiment": "fuzz", "task": TASK, "train": {"epochs": 1},
+SPACE = {"experiment": "fuzz", "task": TASK,
          "objective": {"type": "pareto", "targets": [0.1]},
-         "budget": {"trials": 2},
+         "budget": {"trials": 2, "epochs": 1},
          "families": {"hyper": {"primary": {"width": {"low": 1, "high": 4}, "depth": 1}}}}
 
 
@@ -309,8 +308,6 @@ def bad_family(draw) -> tuple[dict, str]:
     if how == "choices":
         return assign(SPACE, where, {"choices": draw(st.sampled_from([[], [value]]))}), named
     # A range with one end broken: not a number, not finite, or out of the key's bounds.
-    # (An integer beyond the largest float as an end of a float range is a known traceback: see below.)
-    value = draw(st.just(value).filter(lambda v: not (isinstance(v, int) and abs(v) > 2**1000)))
     end = draw(st.sampled_from(["low", "high"]))
     good = {"low": 1, "high": 2} if tp in (int, int | None) else {"low": 0.001, "high": 0.01}
     return assign(SPACE, where, {**good, end: value}), named
