@@ -1,12 +1,15 @@
 """Error against conditioner depth, hypernetwork against embedding: the paper's rotation figure.
 
-    python -m analysis.depth OUT [--metric test_error]
+    python -m analysis.depth OUT [--metric test_error] [--tuned]
 
 Per family and conditioner depth (config.model.conditioner.depth), the mean and standard
 deviation of the error over every replica of every ok trial at that depth. A trial reports
 its replicas' mean and population std (`test_error`, `test_error_std`, `seeds` replicas),
 from which the pooled mean and sample std of all replicas follow exactly. Trials at one
-depth pool over whatever else varies, which is only seeds in a grid over depth. `falling`
+depth pool over whatever else varies, which is only seeds in a grid over depth. A grid that
+also searches the training recipe (rotation_depth_digits_tuned) is read with --tuned: at each
+depth only each family's trial with the lowest val_error counts (the test error never picks
+it). `falling`
 counts the trials whose learning curve was still falling at the end (rule (b) of
 hypersweep.frontier): their error says more about the training recipe than about depth.
 Writes OUT/analysis/depth.parquet/.csv and depth.png; a family without an ok trial or
@@ -38,11 +41,15 @@ DEPTH = "config.model.conditioner.depth"
 FAMILIES = ("hyper", "embedding")  # the families with a conditioner
 
 
-def by_depth(trials: pd.DataFrame, metric: str = "test_error", epochs: pd.DataFrame | None = None) -> pd.DataFrame:
+def by_depth(trials: pd.DataFrame, metric: str = "test_error", epochs: pd.DataFrame | None = None,
+             tuned: bool = False) -> pd.DataFrame:
     """Per variant, family and depth: trials, replicas, pooled mean and sample std of `metric`, and
-    (with `epochs`) how many trials were still falling at the end."""
+    (with `epochs`) how many trials were still falling at the end. `tuned`: only the trial with the
+    lowest val_error at each (variant, family, depth)."""
     ok = trials[(trials["status"] == "ok") & trials["family"].isin(FAMILIES)].dropna(subset=[metric, DEPTH])
     ok = ok.assign(depth=ok[DEPTH].astype(int), replicas=ok["seeds"], total=ok[metric] * ok["seeds"])
+    if tuned:
+        ok = ok.loc[ok.groupby(["variant", "family", "depth"])["val_error"].idxmin()]
     ok["falling"] = still_falling(ok, epochs)
     keys = ["variant", "family", "depth"]
     pooled_mean = ok.groupby(keys)["total"].transform("sum") / ok.groupby(keys)["replicas"].transform("sum")
@@ -105,7 +112,7 @@ def analyse(sweep: Sweep, args: argparse.Namespace) -> list[str]:
     except Missing as err:
         epochs = None
         missing.append(f"{err}, so whether training had converged was not checked")
-    table = by_depth(sweep.trials, args.metric, epochs)
+    table = by_depth(sweep.trials, args.metric, epochs, args.tuned)
     missing = check(table) + missing
     notes = [note for note in [falling_note(table)] if note]
     if sweep.spec and sweep.spec.sampler.name != "grid":
@@ -122,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     p = parser("analysis.depth", __doc__)
     p.add_argument("--metric", choices=["test_error", "val_error"], default="test_error",
                    help="the error to plot (default: test_error)")
+    p.add_argument("--tuned", action="store_true",
+                   help="at each depth keep each family's trial with the lowest val_error (a grid that also "
+                        "searches the training recipe)")
     args = p.parse_args(argv)
     return run(lambda: analyse(open_sweep(args.out), args))
 

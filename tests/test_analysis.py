@@ -433,3 +433,17 @@ def test_report_says_in_one_line_why_a_section_is_missing(small, capsys):
     assert "## Error against conditioner depth\n\nconditioner depth does not vary (every trial has depth 2)" in text
     assert "## Assumption 1: replicas converge to one function\n\nno ok trial trained with seeds > 1" in text
     assert "| hyper | 0.1 | 9 |" in text
+
+
+def test_depth_tuned_keeps_each_familys_best_trial_by_val_error_at_each_depth(tmp_path, capsys):
+    s = SweepWriter(tmp_path / "tuned")
+    for family, good in (("hyper", 0.1), ("embedding", 0.3)):
+        for d in (1, 2):
+            s.trial(family, 3 * good, conditioner_depth=d, replicas=[0.9, 0.9])  # a learning rate that failed
+            s.trial(family, good, conditioner_depth=d, replicas=[good, good])  # the best one at this depth
+    code, _, _ = run(depth.main, [str(s.out), "--tuned"], capsys)
+    table = pd.read_parquet(s.out / "analysis" / "depth.parquet").set_index(["family", "depth"])
+    assert code == 0 and table["trials"].eq(1).all()
+    assert table.loc[("hyper", 1), "mean"] == pytest.approx(0.1) and table.loc[("embedding", 2), "mean"] == 0.3
+    run(depth.main, [str(s.out)], capsys)  # without --tuned, every trial at a depth is pooled
+    assert pd.read_parquet(s.out / "analysis" / "depth.parquet")["trials"].eq(2).all()
