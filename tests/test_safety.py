@@ -241,3 +241,11 @@ def test_a_second_ctrl_c_ends_at_once(ray_address, tmp_path):
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in stderr, stderr
     assert time.time() - started < 30
+
+
+def test_a_sweep_whose_trials_all_failed_exits_non_zero(ray_address, tmp_path):
+    space = space_file(tmp_path / "s.yaml", families={"hyper": {"primary": {"width": 2},
+                                                                "train": {"device": "cuda:7"}}})  # no GPU here
+    proc = launch(ray_address, space, "--out", str(tmp_path / "out"), "--num-samples", "1")
+    assert proc.returncode == 1 and "every trial failed" in proc.stderr
+    assert set(load_trials(str(tmp_path / "out"))["status"]) == {"failed"}
