@@ -22,15 +22,22 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import torch
+INTERRUPTED = 130  # the shell's exit code for a process ended by SIGINT (128 + 2)
 
-from hypersweep import tasks
-from hypersweep.config import ConfigError, RunConfig, load_config, read_yaml  # load_config: also imported from here
-from hypersweep.models import build_model, param_counts
-from hypersweep.tasks import Split, Task
+try:
+    import torch
+
+    from hypersweep import tasks
+    from hypersweep.config import ConfigError, RunConfig, load_config, read_yaml  # load_config: also imported here
+    from hypersweep.models import build_model, param_counts
+    from hypersweep.tasks import Split, Task
+except KeyboardInterrupt:  # Ctrl-C while the CLI still imports torch (seconds); a library import re-raises
+    if __name__ != "__main__":
+        raise
+    print("interrupted", file=sys.stderr)
+    sys.exit(INTERRUPTED)
 
 EVAL_CHUNK = 512  # instances per evaluation forward pass, to bound memory
-INTERRUPTED = 130  # the shell's exit code for a process ended by SIGINT (128 + 2)
 
 
 def resolve_device(name: str) -> torch.device:

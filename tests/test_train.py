@@ -179,6 +179,20 @@ def test_ctrl_c_during_training_ends_in_one_line_and_exit_130(tmp_path):
     assert "status" not in out  # no result printed for a run that did not finish
 
 
+def test_ctrl_c_while_the_cli_imports_torch_ends_the_same_way(tmp_path):
+    # A Ctrl-C at a chosen moment: importing torch raises KeyboardInterrupt, as SIGINT would there.
+    script = ("import runpy, sys\n"
+              "class CtrlC:\n"
+              "    def find_spec(self, name, path=None, target=None):\n"
+              "        if name == 'torch':\n"
+              "            raise KeyboardInterrupt\n"
+              "sys.meta_path.insert(0, CtrlC())\n"
+              f"sys.argv = ['hypersweep.train', {write_config(tmp_path, {'task': TEACHER})!r}]\n"
+              "runpy.run_module('hypersweep.train', run_name='__main__')\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (130, "", "interrupted\n")
+
+
 def test_a_directory_where_a_dataset_file_should_be_is_one_line(tmp_path, capsys):
     data = tmp_path / "mnist"
     (data / "train-images-idx3-ubyte").mkdir(parents=True)
