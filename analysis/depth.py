@@ -38,7 +38,7 @@ from analysis.loading import (
 from hypersweep.frontier import still_falling
 
 DEPTH = "config.model.conditioner.depth"
-FAMILIES = ("hyper", "embedding")  # the families with a conditioner
+CONDITIONED = ("hyper", "embedding")  # the families with a conditioner (f or e)
 
 
 def by_depth(trials: pd.DataFrame, metric: str = "test_error", epochs: pd.DataFrame | None = None,
@@ -46,7 +46,7 @@ def by_depth(trials: pd.DataFrame, metric: str = "test_error", epochs: pd.DataFr
     """Per variant, family and depth: trials, replicas, pooled mean and sample std of `metric`, and
     (with `epochs`) how many trials were still falling at the end. `tuned`: only the trial with the
     lowest val_error at each (variant, family, depth)."""
-    ok = trials[(trials["status"] == "ok") & trials["family"].isin(FAMILIES)].dropna(subset=[metric, DEPTH])
+    ok = trials[(trials["status"] == "ok") & trials["family"].isin(CONDITIONED)].dropna(subset=[metric, DEPTH])
     ok = ok.assign(depth=ok[DEPTH].astype(int), replicas=ok["seeds"], total=ok[metric] * ok["seeds"])
     if tuned:
         ok = ok.loc[ok.groupby(["variant", "family", "depth"])["val_error"].idxmin()]
@@ -70,7 +70,7 @@ def check(table: pd.DataFrame) -> list[str]:
     if depths.max() < 2:
         raise Missing(f"conditioner depth does not vary (every trial has depth "
                        f"{', '.join(map(str, sorted(table['depth'].unique())))}): sweep model.conditioner.depth")
-    return [f"no ok {family} trial with a conditioner depth" for family in FAMILIES if family not in depths]
+    return [f"no ok {family} trial with a conditioner depth" for family in CONDITIONED if family not in depths]
 
 
 def side_by_side(table: pd.DataFrame) -> pd.DataFrame:
