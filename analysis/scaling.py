@@ -192,7 +192,8 @@ def slope_text(fits: pd.DataFrame) -> pd.Series:
         return fits[column].map("{:.2f}".format)
 
     interval_text = " [" + text("slope_low") + ", " + text("slope_high") + "]"
-    return text("slope") + interval_text.where(fits["slope_low"].notna(), "")
+    return (text("slope") + interval_text.where(fits["slope_low"].notna(), "")).where(fits["slope"].notna(),
+                                                                                       "not fitted")
 
 
 def by_dim(fits: pd.DataFrame) -> pd.DataFrame | None:
