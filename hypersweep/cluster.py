@@ -16,10 +16,11 @@ Three traps live here so that launch.py does not have to know about them:
   which Ray's GCS is; anything else is refused in one line.
 - A trial that asks for resources no node has (a GPU on a CPU-only machine) waits forever in Tune's
   queue without a word. `check_fits` refuses it at once when we started Ray ourselves (nothing can be
-  added to it), and on a joined cluster asks the autoscaler for such a node and waits a bounded time.
+  added to it), and on a joined cluster waits a bounded time for one, with a task of one trial's size
+  pending so that an autoscaler starts such a node.
 
-Only public Ray APIs are used: `ray.init`, `ray.is_initialized`, `ray.cluster_resources`, `ray.nodes`
-and `ray.autoscaler.sdk.request_resources`.
+Only public Ray APIs are used: `ray.init`, `ray.is_initialized`, `ray.cluster_resources`, `ray.nodes`,
+`ray.remote`, `ray.wait` and `ray.cancel`.
 """
 from __future__ import annotations
 
@@ -27,7 +28,6 @@ import contextlib
 import os
 import socket
 import tempfile
-import time
 from collections.abc import Iterator
 
 CONNECT_TIMEOUT_S = 5.0  # a GCS on a reachable host answers in milliseconds
@@ -75,30 +75,27 @@ def connect(address: str | None) -> dict[str, float]:
 def check_fits(cpus: float, gpus: float, wait_s: float = WAIT_FOR_NODE_S) -> None:
     """Return when some node could place one trial of `cpus` CPUs and `gpus` GPUs.
 
-    On the embedded Ray refuse at once. On a joined cluster, which may autoscale, ask the autoscaler for
-    such a node, print one line, and wait up to `wait_s` seconds for it; then refuse. Raises ClusterError.
+    On the embedded Ray refuse at once. On a joined cluster, which may autoscale, print one line and wait
+    up to `wait_s` seconds for such a node; then refuse. Raises ClusterError.
     """
+    import ray
+
     if _fits(cpus, gpus):
         return
     need = _amount(cpus, gpus)
     if not _joined:
         raise ClusterError(f"a trial asks for {need} (resources: in the search space), but this machine's Ray "
                            f"has {_largest_node()}; lower the request or join a cluster that has it (--address)")
-    from ray.autoscaler.sdk import request_resources
-
     print(f"waiting up to {wait_s:g} s for a node with {need} (largest node now: {_largest_node()}) ...",
           flush=True)
-    # Without demand an autoscaler starts no node: ask for one trial's worth. The request outlives this
-    # process, so withdraw it either way (Tune's own requests keep the node once trials run on it).
-    request_resources(bundles=[_bundle(cpus, gpus)])
-    try:
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            time.sleep(min(POLL_S, max(0.0, deadline - time.monotonic())))
-            if _fits(cpus, gpus):
-                return
-    finally:
-        request_resources(bundles=[])
+    # An autoscaler adds nodes only for demand: a task of one trial's size is that demand. It belongs to
+    # this job, so it vanishes if the driver dies (a request_resources() call would outlive it and keep
+    # a GPU node running), and its running proves that a trial can be placed.
+    probe = ray.remote(_placed).options(num_cpus=cpus, num_gpus=gpus).remote()
+    ready, _ = ray.wait([probe], timeout=wait_s)
+    if ready:
+        return
+    ray.cancel(probe)
     raise ClusterError(f"a trial asks for {need} (resources: in the search space), but after {wait_s:g} s "
                        f"no node of the cluster has it (largest: {_largest_node()})")
 
@@ -139,6 +136,10 @@ def _empty_working_directory() -> Iterator[None]:
             yield
         finally:
             os.chdir(before)
+
+
+def _placed() -> None:
+    """The probe task of check_fits: it does nothing, where a trial could run."""
 
 
 def _fits(cpus: float, gpus: float) -> bool:

@@ -11,14 +11,11 @@ import textwrap
 import threading
 import time
 from importlib.metadata import distribution
-from pathlib import Path
 
 import pytest
 
 import hypersweep
 from hypersweep import cluster
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def run_script(tmp_path, source, *args, cwd=None, timeout=120):
@@ -73,7 +70,7 @@ def test_an_address_without_a_ray_cluster_fails_in_seconds_with_one_line(tmp_pat
     assert all(seconds[a] < 10 for a in addresses), seconds
     lines = proc.stderr.splitlines()
     assert len(lines) == len(addresses), proc.stderr  # one line each, no Ray warnings, no traceback
-    for address, line in zip(addresses, lines):
+    for address, line in zip(addresses, lines, strict=True):
         assert line.startswith(f"error: --address {address}: "), line
     assert "no Ray cluster answers there" in lines[0] and "not a Ray cluster" in lines[2]
 
@@ -138,3 +135,41 @@ def test_trials_import_the_installed_package_whatever_the_working_directory(ray_
         proc = run_script(tmp_path, IMPORT_IN_A_TRIAL, ray_address, "ray.init", cwd=home)
         assert proc.returncode == 0, proc.stderr
         assert json.loads(proc.stdout) == {"file": None, "version": None}
+
+
+WAIT_FOR_A_GPU = """
+    import sys, time
+    from hypersweep import cluster
+
+    cluster.connect(sys.argv[1])
+    start = time.monotonic()
+    cluster.check_fits(cpus=1, gpus=1, wait_s=120)
+    print(f"placed after {time.monotonic() - start:.0f} s", flush=True)
+"""
+
+A_GPU_NODE_JOINS_LATER = """
+    import subprocess, sys
+    from ray.cluster_utils import Cluster
+
+    nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 0})
+    try:
+        driver = subprocess.Popen([sys.executable, sys.argv[1], nodes.address], stdout=subprocess.PIPE, text=True)
+        print(driver.stdout.readline(), end="", flush=True)  # the one line that says it waits
+        nodes.add_node(num_cpus=1, num_gpus=1)  # what an autoscaler does when a GPU's worth is pending
+        print(driver.stdout.read(), end="")
+        sys.exit(driver.wait())
+    finally:
+        nodes.shutdown()
+"""
+
+
+@pytest.mark.slow
+def test_on_a_joined_cluster_the_wait_ends_when_a_node_that_fits_joins(tmp_path):
+    driver = tmp_path / "driver" / "wait_for_a_gpu.py"
+    driver.parent.mkdir()
+    driver.write_text(textwrap.dedent(WAIT_FOR_A_GPU))
+    proc = run_script(tmp_path, A_GPU_NODE_JOINS_LATER, str(driver), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("waiting up to 120 s for a node with 1 CPU, 1 GPU"), proc.stdout
+    assert lines[-1].startswith("placed after"), proc.stdout
