@@ -46,6 +46,11 @@ def one_line(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+
+def null_if_nan(value: Any) -> Any:
+    """NaN and infinities as None: how JSON (Optuna's user attributes, `--json`) and Parquet spell "no value"."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
 def bounds(low: float | None = None, high: float | None = None, *, open_low: bool = False) -> dict:
     """Field metadata: the value (or each list item) must lie in [low, high]."""
     return {"low": low, "high": high, "open_low": open_low}

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import subprocess
 import types
@@ -32,7 +31,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from hypersweep import __version__, failpoints
-from hypersweep.config import RunConfig
+from hypersweep.config import RunConfig, null_if_nan
 
 SCHEMA_VERSION = "1"
 TMP_PREFIX = ".tmp-"  # dataset readers skip files starting with "."
@@ -157,11 +156,6 @@ def git_commit() -> str | None:
     except OSError:
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-def null_if_nan(value: Any) -> Any:
-    """NaN and infinities as None: Parquet nulls and JSON (Optuna's user attributes) alike."""
-    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def is_remote(out: str) -> bool:

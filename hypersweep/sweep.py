@@ -29,13 +29,13 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import Searcher
 
 from hypersweep import failpoints
-from hypersweep.config import RunConfig, TrainConfig
+from hypersweep.config import RunConfig, TrainConfig, load_config
 from hypersweep.models import param_counts
 from hypersweep.results import RESULT_KEYS, ResultStore, git_commit, is_remote
 from hypersweep.search import SKIPPED, Search, model_count, open_study
 from hypersweep.search_space import StudySpace, SweepSpec
 from hypersweep.tasks import build_task
-from hypersweep.train import load_config, train
+from hypersweep.train import train
 
 ASHA_REDUCTION = 4  # ASHA keeps the best quarter of the trials at each rung
 STUDY_KEY = "study"  # the key of a Tune trial's config that names its Optuna study

@@ -30,11 +30,11 @@ import optuna
 import pandas as pd
 
 from hypersweep import search_space
-from hypersweep.config import ConfigError
+from hypersweep.config import ConfigError, load_config
 from hypersweep.search import Search, make_sampler, model_count
 from hypersweep.search_space import StudySpace, SweepSpec, grid_space
 from hypersweep.tasks import Task, build_task
-from hypersweep.train import load_config, train
+from hypersweep.train import train
 
 TOLERANCE = 1.1  # "found" = meets the target with at most 10% more parameters than the smallest
 METRICS = ("status", "val_error", "test_error", "params_primary", "params_conditioner", "params_total", "wall_s")
@@ -128,7 +128,7 @@ def replay(spec: SweepSpec, space: StudySpace, table: pd.DataFrame, sampler: str
         if key not in rows.index:
             raise KeyError(f"{space.study} {trial.params}: not in the table (was it built from this space?)")
         row = rows.loc[key]
-        search.tell(trial, row["status"], {k: row[k] for k in METRICS})
+        search.tell(trial, row["status"], {k: row[k] for k in METRICS if k in row})
         if key in found:
             study.set_user_attr("found_at", number)
             break

@@ -28,7 +28,13 @@ try:
     import torch
 
     from hypersweep import tasks
-    from hypersweep.config import ConfigError, RunConfig, load_config, read_yaml  # load_config: also imported here
+    from hypersweep.config import (  # load_config: also imported here
+        ConfigError,
+        RunConfig,
+        load_config,
+        null_if_nan,
+        read_yaml,
+    )
     from hypersweep.models import build_model, param_counts
     from hypersweep.tasks import Split, Task
 except KeyboardInterrupt:  # Ctrl-C while the CLI still imports torch (seconds); a library import re-raises
@@ -208,10 +214,6 @@ def _train(cfg: RunConfig, task: Task, device: torch.device, on_epoch: Callable[
     }
 
 
-def _json_safe(value: Any) -> Any:
-    return None if isinstance(value, float) and not math.isfinite(value) else value
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse, ending a usage error in one line like every other refusal (still exit 2)."""
 
@@ -240,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return INTERRUPTED
     if args.json:
-        print(json.dumps({k: _json_safe(v) for k, v in result.items()}))
+        print(json.dumps({k: null_if_nan(v) for k, v in result.items()}))
     else:
         for key, value in result.items():
             print(f"{key:>22}: {value:.4g}" if isinstance(value, float) else f"{key:>22}: {value}")

@@ -6,9 +6,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+import pytest
 
+from hypersweep.config import load_config
 from hypersweep.results import SCHEMA_VERSION, ResultStore, config_hash, load_epochs, load_trials
-from hypersweep.train import load_config
 
 
 def cfg(family: str, width: int = 4):
@@ -21,15 +22,16 @@ def row(trial: int, **fields):
             "params_total": 5, "epochs": 3, "finished_at": datetime.now(timezone.utc), **fields}
 
 
-def test_each_trial_is_one_file_and_rewriting_it_replaces_the_row(tmp_path):
+def test_each_trial_is_one_file_written_once(tmp_path):
     store = ResultStore(str(tmp_path))
     curve = [{"epoch": e, "val_error": 1 / e, "train_loss": 1.0} for e in (1, 2, 3)]
     store.write_trial("hyper", "x-hyper", cfg("hyper"), row(0), curve)
     store.write_trial("hyper", "x-hyper", cfg("hyper"), row(1, status="diverged", val_error=math.nan), curve)
-    store.write_trial("hyper", "x-hyper", cfg("hyper"), row(1, status="ok", val_error=0.05), curve)  # a rerun
+    with pytest.raises(FileExistsError, match="written once"):  # a second row for trial 1 would mix two runs
+        store.write_trial("hyper", "x-hyper", cfg("hyper"), row(1, status="ok", val_error=0.05), curve)
     assert store.finished("hyper", "x-hyper") == {0, 1}
     trials = load_trials(str(tmp_path))
-    assert list(trials["trial"]) == [0, 1] and list(trials["status"]) == ["ok", "ok"]
+    assert list(trials["trial"]) == [0, 1] and list(trials["status"]) == ["ok", "diverged"]
     assert load_epochs(str(tmp_path)).groupby("trial").size().tolist() == [3, 3]
     assert not list(tmp_path.rglob(".tmp-*"))
 

@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from hypersweep import search_space, tabulated
+from hypersweep.config import load_config
 from hypersweep.models import param_counts
 from hypersweep.search import SKIPPED
-from hypersweep.train import load_config
 
 SPACE = {
     "experiment": "tiny",
