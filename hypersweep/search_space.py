@@ -204,16 +204,8 @@ def _validate(raw: Any, path: str, build_tasks: bool) -> SweepSpec:
     for name in top.families:
         if name not in FAMILIES:
             raise ConfigError(f"families.{name}", f"unknown family (expected one of {', '.join(FAMILIES)})")
-    for key, values in top.variants.items():
-        if not isinstance(key, str):
-            raise ConfigError("variants", f"keys are dotted paths such as task.dim_i, got {key!r}")
-        if key.split(".")[0] not in ("task", "model", "train"):
-            raise ConfigError(f"variants.{key}", "must be a task., model. or train. path")
-        if not isinstance(values, list) or not values:
-            raise ConfigError(f"variants.{key}", "expected a non-empty list of values")
     studies, labels = [], {}
-    for values in itertools.product(*top.variants.values()):
-        variant = dict(zip(top.variants, values, strict=True))
+    for variant in _variants(top.variants):
         if (label := variant_label(variant)) in labels:  # two values that differ only in unsafe characters
             raise ConfigError("variants", f"{labels[label]} and {variant} give the same study name {label!r}")
         labels[label] = variant
@@ -231,6 +223,39 @@ def _validate(raw: Any, path: str, build_tasks: bool) -> SweepSpec:
             studies.append(_study_space(top, family, body, variant, common, task))
     return SweepSpec(top.experiment, path, top.task, top.objective, top.sampler, top.budget,
                      top.resources, tuple(studies), raw)
+
+
+def _variants(variants: dict) -> list[dict[str, Any]]:
+    """Every variant of the file, as {run-config path: value}: the product over `variants`' keys.
+
+    A key is a run-config path with a list of values (`task.dim_i: [2, 8]`), or a name of
+    your own with a list of mappings that set several paths together, so that they vary as
+    one (`n: [{task.dim_i: 2, task.train_instances: 1000}, {task.dim_i: 8, ...}]`).
+    """
+    axes = []
+    for key, values in variants.items():
+        if not isinstance(key, str):
+            raise ConfigError("variants", f"keys are dotted paths such as task.dim_i, got {key!r}")
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"variants.{key}", "expected a non-empty list of values")
+        if all(isinstance(v, dict) for v in values):  # a group of paths that vary together
+            axis = []
+            for i, group in enumerate(values):
+                if not group:
+                    raise ConfigError(f"variants.{key}[{i}]", "expected a mapping of run-config paths to values")
+                for path in group:
+                    _check_variant_path(path, f"variants.{key}[{i}].{path}")
+                axis.append(dict(group))
+            axes.append(axis)
+        else:
+            _check_variant_path(key, f"variants.{key}")
+            axes.append([{key: v} for v in values])
+    return [{k: v for part in combination for k, v in part.items()} for combination in itertools.product(*axes)]
+
+
+def _check_variant_path(path: Any, where: str) -> None:
+    if not isinstance(path, str) or path.split(".")[0] not in ("task", "model", "train"):
+        raise ConfigError(where, "must be a task., model. or train. path")
 
 
 def _assign(cfg: dict, values: dict[str, Any]) -> dict:

@@ -120,3 +120,24 @@ def test_bad_spaces_name_the_file_and_key(tmp_path, data, message):
     assert str(err.value).startswith(f"{path}: ")
     assert message in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_a_variant_group_sets_several_keys_together(tmp_path):
+    # The training set grows with n, so n and train_instances vary as one; seeds cross both.
+    data = yaml.safe_load(Path("search_spaces/quickstart.yaml").read_text())
+    data["variants"] = {"n": [{"task.dim_i": 2, "task.train_instances": 500},
+                              {"task.dim_i": 8, "task.train_instances": 2000}], "task.seed": [0, 1]}
+    data["families"] = {"hyper": data["families"]["hyper"]}
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(data))
+    spec = load(str(path), build_tasks=False)
+    assert [s.variant for s in spec.studies] == [
+        {"task.dim_i": 2, "task.train_instances": 500, "task.seed": 0},
+        {"task.dim_i": 2, "task.train_instances": 500, "task.seed": 1},
+        {"task.dim_i": 8, "task.train_instances": 2000, "task.seed": 0},
+        {"task.dim_i": 8, "task.train_instances": 2000, "task.seed": 1}]
+    assert spec.studies[2].config({})["task"]["train_instances"] == 2000
+    data["variants"] = {"n": [{"dim_i": 2}]}
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=r"variants.n\[0\].dim_i: must be a task., model. or train. path"):
+        load(str(path), build_tasks=False)
