@@ -10,7 +10,7 @@ Three traps live here so that launch.py does not have to know about them:
   `__init__.py`). When hypersweep is installed editable, the install is found by a meta-path finder that
   runs only after the ordinary path scan, so `~/hypersweep` wins as a namespace package and every trial
   fails with `cannot import name '__version__' from 'hypersweep' (unknown location)`. `connect` therefore
-  calls `ray.init` from an empty temporary directory: the path Ray hands the workers holds nothing.
+  calls `ray.init` from an empty directory of its own: the path Ray hands the workers holds nothing.
 - `ray.init` on an address where no Ray listens retries for minutes, printing warnings. `connect` first
   opens a TCP connection to it with a short timeout and checks that an HTTP/2 (gRPC) server answers,
   which Ray's GCS is; anything else is refused in one line.
@@ -29,6 +29,7 @@ import os
 import socket
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 CONNECT_TIMEOUT_S = 5.0  # a GCS on a reachable host answers in milliseconds
 WAIT_FOR_NODE_S = 900.0  # a cloud GPU node takes minutes to boot and run the cluster file's setup
@@ -128,14 +129,19 @@ def _check_answers(address: str) -> None:
 
 @contextlib.contextmanager
 def _empty_working_directory() -> Iterator[None]:
-    """Run the block from a fresh empty directory, then return to where we were (see the module doc)."""
+    """Run the block from an empty directory, then return to where we were (see the module doc).
+
+    The directory outlives the block: the Ray processes started here keep it as their working
+    directory, and torch's MKL fails to load in a process whose working directory was deleted.
+    """
     before = os.getcwd()
-    with tempfile.TemporaryDirectory(prefix="hypersweep-ray-init-") as empty:
-        os.chdir(empty)
-        try:
-            yield
-        finally:
-            os.chdir(before)
+    empty = Path(tempfile.gettempdir()) / f"hypersweep-ray-cwd-{os.getuid()}"
+    empty.mkdir(mode=0o700, exist_ok=True)
+    os.chdir(empty)
+    try:
+        yield
+    finally:
+        os.chdir(before)
 
 
 def _placed() -> None:

@@ -1,4 +1,5 @@
 """The `python -m hypersweep.launch` command, run as a user runs it (joining the test Ray)."""
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -104,3 +105,15 @@ def test_a_uri_out_works_like_a_directory_with_its_own_storage(ray_address, tmp_
     assert len(load_trials(out)) == 2
     resumed = launch(ray_address, "--out", out, "--storage", storage, "--resume")  # the space saved there
     assert resumed.returncode == 0 and "all 2 trials done" in resumed.stdout
+
+
+def test_without_address_an_embedded_ray_trains_the_trials(tmp_path):
+    # The Quick start's path: launch starts its own Ray (the session's Ray is left alone). Its workers
+    # inherit launch's working directory at ray.init, which must still exist when they load torch.
+    space = space_file(tmp_path, families={"hyper": SPACE["families"]["hyper"]})
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.run([sys.executable, "-m", "hypersweep.launch", space, "--out", str(tmp_path / "out"),
+                           "--num-samples", "1"], capture_output=True, text=True, timeout=600, env=env,
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert set(load_trials(str(tmp_path / "out"))["status"]) == {"ok"}
