@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import signal
 import socket
@@ -384,6 +385,9 @@ def _run(launch: Plan, args: argparse.Namespace) -> int:
     from hypersweep import cluster
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # A failed trial is one progress line with its error's last line, and its error column; Tune would
+    # also log each failure's whole traceback, every retry's included.
+    logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
     spec, store = launch.spec, launch.store
     try:
         resources = cluster.connect(args.address)
