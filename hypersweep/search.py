@@ -15,6 +15,7 @@ import hashlib
 import json
 from typing import Any
 
+import numpy as np
 import optuna
 import sqlalchemy
 
@@ -26,6 +27,9 @@ from hypersweep.search_space import Objective, Param, StudySpace, SweepSpec, gri
 MAX_REPEATS = 20  # proposals not worth training in a row before the sampler is bypassed
 SKIPPED = ("repeat", "larger")  # statuses of proposals told without training (see Search.ask)
 TPE_CANDIDATES = 24  # TPE's candidates per proposal (Optuna's default): its cost per ask is linear in this
+TPE_MODELLED = 300  # finished trials TPE models at most (its cost per ask is linear in them too) ...
+TPE_BEST = 60  # ... always including the best this many, the others being the most recent
+TPE_SLACK = 100  # trials added to TPE's model between two trims of it back to TPE_MODELLED
 OWNER_ATTR = "hypersweep.sweep"  # study user attribute: the id of the sweep that created the study
 SPACE_ATTR = "hypersweep.space"  # study user attribute: the fingerprint of the space it searches
 TRIED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.RUNNING)
@@ -67,8 +71,186 @@ def make_sampler(spec: SweepSpec, space: StudySpace, trials: int) -> optuna.samp
     if s.name == "nsga2":
         return optuna.samplers.NSGAIISampler(population_size=s.population or max(4, min(50, trials // 4)),
                                              seed=s.seed)
-    return optuna.samplers.TPESampler(n_startup_trials=s.startup_trials or max(3, min(10, trials // 4)),
-                                      n_ei_candidates=TPE_CANDIDATES, seed=s.seed, multivariate=True)
+    return BoundedTPE(optuna.samplers.TPESampler(n_startup_trials=s.startup_trials or max(3, min(10, trials // 4)),
+                                                 n_ei_candidates=TPE_CANDIDATES, seed=s.seed, multivariate=True))
+
+
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+RUNNING = optuna.trial.TrialState.RUNNING
+
+
+class BoundedTPE(optuna.samplers.BaseSampler):
+    """Optuna's TPE on an in-memory copy of the study, bounded in size: a proposal costs the
+    same at trial 2,000 as at trial 200.
+
+    A TPE proposal fits Parzen estimators to every finished trial and evaluates them at each
+    candidate, so its cost grows with the study. It also reads the trials through the
+    study's storage several times per proposal, and with an RDB storage each read queries
+    every running trial again (Optuna's cache keeps finished trials only); with Optuna's
+    default `constant_liar` the running trials are part of TPE's model too.
+
+    Here TPE works on a copy of the study in an in-memory storage: made from the study once,
+    then kept current from the sampler's own hooks (a trial starts in `before_trial`; the
+    parameters TPE proposes are recorded on it; `after_trial` finishes it with its state,
+    values, constraints and intermediate values), so the study's storage is read once. When
+    the copy holds more than `limit + slack` finished trials it is cut back to `limit`: the
+    `best` best in TPE's own order (feasible complete trials by value or Pareto rank, then
+    pruned, then infeasible ones) and the most recent others, and every running trial. TPE's
+    "good" group (at most 25 trials for one objective, a tenth of those modelled for
+    several) thus stays the study's best; its "bad" group is the recent trials.
+
+    Up to `limit` finished trials TPE sees the trials it would see on the study, in the same
+    order, and proposes the same points for the same seed. (One exception: a running trial
+    whose parameters were fixed in advance, `enqueue_trial`, is modelled only once it
+    finishes.) Only Optuna's public sampler and storage interfaces are used.
+    """
+
+    def __init__(self, tpe: optuna.samplers.TPESampler, limit: int = TPE_MODELLED, best: int = TPE_BEST,
+                 slack: int = TPE_SLACK):
+        self.tpe, self.limit, self.best, self.slack = tpe, limit, best, slack
+        self._source: str | None = None  # the name of the study the copy is of
+        self._copy: optuna.storages.InMemoryStorage | None = None
+        self._study_id = 0
+        self._ids: dict[int, int] = {}  # the study's trial number -> the copy's trial id, for running trials
+        self._finished = 0  # finished trials in the copy
+        self._view: optuna.Study | None = None  # the copy as a Study (Optuna caches trials per Study object)
+
+    # The copy.
+
+    def _sync(self, study: optuna.Study) -> None:
+        """Make the copy of `study` from its storage, unless the copy is of it already."""
+        if self._source != study.study_name:
+            self._source = study.study_name
+            trials = study.get_trials(deepcopy=False, states=(*FINISHED, RUNNING))
+            self._rebuild(list(study.directions), [(t, t.number if t.state == RUNNING else None) for t in trials])
+
+    def _trim(self) -> None:
+        """Cut the copy back to `limit` finished trials once it holds more than `limit + slack`."""
+        if self._finished > self.limit + self.slack:
+            number = {self._copy.get_trial_number_from_id(trial_id): n for n, trial_id in self._ids.items()}
+            trials = self._copy.get_all_trials(self._study_id, deepcopy=False, states=(*FINISHED, RUNNING))
+            self._rebuild(self._copy.get_study_directions(self._study_id), [(t, number.get(t.number)) for t in trials])
+
+    def _rebuild(self, directions: list, trials: list[tuple[optuna.trial.FrozenTrial, int | None]]) -> None:
+        """A new copy of `trials` (oldest first, each running one with its number in the study), cut to size."""
+        finished = [t for t, _ in trials if t.state in FINISHED]
+        keep = set(map(id, self._keep(finished, directions) if len(finished) > self.limit else finished))
+        self._copy, self._view, self._ids, self._finished = optuna.storages.InMemoryStorage(), None, {}, 0
+        verbosity = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "A new study created in memory" each time
+        try:
+            self._study_id = self._copy.create_new_study(directions, "model")
+        finally:
+            optuna.logging.set_verbosity(verbosity)
+        for t, number in trials:
+            if t.state == RUNNING and number is not None:
+                self._ids[number] = self._copy.create_new_trial(self._study_id, template_trial=t)
+            elif id(t) in keep:
+                self._copy.create_new_trial(self._study_id, template_trial=t)
+                self._finished += 1
+
+    def _keep(self, finished: list[optuna.trial.FrozenTrial], directions: list) -> list[optuna.trial.FrozenTrial]:
+        """The `best` best of `finished` and the most recent others, `limit` in all, oldest first."""
+        best = set(_ranked(finished, directions)[:self.best])
+        recent = [k for k in range(len(finished) - 1, -1, -1) if k not in best][:self.limit - len(best)]
+        return [finished[k] for k in sorted(best.union(recent))]
+
+    def _model(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> tuple[optuna.Study, optuna.trial.FrozenTrial]:
+        """The copy as a study, and `trial`'s counterpart in it."""
+        self._sync(study)
+        if trial.number not in self._ids:
+            self._ids[trial.number] = self._copy.create_new_trial(self._study_id)
+            self._view = None
+        if self._view is None:
+            self._view = optuna.load_study(study_name="model", storage=self._copy, sampler=self.tpe)
+        return self._view, self._copy.get_trial(self._ids[trial.number])
+
+    def _record(self, trial: optuna.trial.FrozenTrial, params: dict[str, Any],
+                distributions: dict[str, optuna.distributions.BaseDistribution]) -> None:
+        """Set parameters of `trial` (the study's) on its counterpart in the copy."""
+        trial_id = self._ids[trial.number]
+        known = self._copy.get_trial(trial_id).params
+        for name, value in params.items():
+            if name not in known:
+                self._copy.set_trial_param(trial_id, name, distributions[name].to_internal_repr(value), distributions[name])
+        self._view = None
+
+    # The sampler interface: TPE on the copy.
+
+    def before_trial(self, study, trial) -> None:
+        self.tpe.before_trial(study, trial)
+        self._model(study, trial)
+
+    def infer_relative_search_space(self, study, trial):
+        return self.tpe.infer_relative_search_space(*self._model(study, trial))
+
+    def sample_relative(self, study, trial, search_space):
+        view, counterpart = self._model(study, trial)
+        params = self.tpe.sample_relative(view, counterpart, search_space)
+        self._record(trial, params, search_space)
+        return params
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        view, counterpart = self._model(study, trial)
+        value = self.tpe.sample_independent(view, counterpart, param_name, param_distribution)
+        self._record(trial, {param_name: value}, {param_name: param_distribution})
+        return value
+
+    def after_trial(self, study, trial, state, values) -> None:
+        self.tpe.after_trial(study, trial, state, values)
+        self._model(study, trial)
+        self._record(trial, trial.params, trial.distributions)  # parameters fixed in advance are new here
+        trial_id = self._ids.pop(trial.number)
+        if state in FINISHED:
+            for key, value in trial.system_attrs.items():  # constraints live there
+                self._copy.set_trial_system_attr(trial_id, key, value)
+            for step, value in trial.intermediate_values.items():
+                self._copy.set_trial_intermediate_value(trial_id, step, value)
+            self._finished += 1
+        self._copy.set_trial_state_values(trial_id, state, values)
+        self._view = None
+        self._trim()
+
+    def reseed_rng(self) -> None:
+        self.tpe.reseed_rng()
+
+
+def _ranked(trials: list[optuna.trial.FrozenTrial], directions: list) -> list[int]:
+    """Indices of `trials`, best first, in TPE's order: feasible complete trials (by value, or by
+    Pareto rank for several objectives), then feasible pruned ones (the furthest trained first,
+    then by their last intermediate value), then infeasible ones (by how far they miss)."""
+    sign = np.array([-1.0 if d == optuna.study.StudyDirection.MAXIMIZE else 1.0 for d in directions])
+    violation = [sum(v for v in t.constraints.values() if v > 0) for t in trials]
+    complete = [k for k, t in enumerate(trials) if t.state == optuna.trial.TrialState.COMPLETE and violation[k] <= 0]
+    pruned = [k for k, t in enumerate(trials) if t.state == optuna.trial.TrialState.PRUNED and violation[k] <= 0]
+    values = np.array([trials[k].values for k in complete], dtype=float).reshape(len(complete), -1) * sign
+    if len(directions) == 1:
+        order = [complete[k] for k in np.argsort(values[:, 0], kind="stable")]
+    else:
+        order = [complete[k] for k in np.lexsort((values[:, 0], _pareto_ranks(values)))]
+
+    def pruned_key(k: int) -> tuple[float, float]:
+        steps = trials[k].intermediate_values
+        if not steps:
+            return 1.0, 0.0
+        last = max(steps)
+        return -last, steps[last] * sign[0] if np.isfinite(steps[last]) else np.inf
+
+    order += sorted(pruned, key=pruned_key)
+    order += sorted((k for k in range(len(trials)) if violation[k] > 0), key=lambda k: violation[k])
+    return order
+
+
+def _pareto_ranks(values: np.ndarray) -> np.ndarray:
+    """Non-domination rank of each row (0: the Pareto front), all objectives minimised."""
+    ranks = np.zeros(len(values), dtype=int)
+    remaining, rank = np.arange(len(values)), 0
+    while remaining.size:
+        v = values[remaining]
+        dominated = ((v[:, None, :] >= v[None, :, :]).all(-1) & (v[:, None, :] > v[None, :, :]).any(-1)).any(1)
+        ranks[remaining[~dominated]] = rank
+        remaining, rank = remaining[dominated], rank + 1
+    return ranks
 
 
 @dataclasses.dataclass(frozen=True)
