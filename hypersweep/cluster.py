@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -137,6 +138,13 @@ def _empty_working_directory() -> Iterator[None]:
     before = os.getcwd()
     empty = Path(tempfile.gettempdir()) / f"hypersweep-ray-cwd-{os.getuid()}"
     empty.mkdir(mode=0o700, exist_ok=True)
+    # It goes on every worker's sys.path, and /tmp is shared: a name another user made first (a symlink,
+    # a directory of theirs, or one holding a package) would put their code in our trials. Take a fresh
+    # private directory then; like the usual one it is left in place.
+    found = empty.lstat()
+    if (not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid() or found.st_mode & 0o077
+            or any(empty.iterdir())):
+        empty = Path(tempfile.mkdtemp(prefix="hypersweep-ray-cwd-"))
     os.chdir(empty)
     try:
         yield

@@ -4,13 +4,16 @@ The session's Ray (tests/conftest.py) is already initialized in this process, so
 ray.init of its own runs it in a subprocess.
 """
 import json
+import os
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
 from importlib.metadata import distribution
+from pathlib import Path
 
 import pytest
 
@@ -173,3 +176,20 @@ def test_on_a_joined_cluster_the_wait_ends_when_a_node_that_fits_joins(tmp_path)
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("waiting up to 120 s for a node with 1 CPU, 1 GPU"), proc.stdout
     assert lines[-1].startswith("placed after"), proc.stdout
+
+
+def test_rays_working_directory_is_private_and_empty(tmp_path, monkeypatch):
+    # It lands on every worker's sys.path: a directory of that name planted by someone else in a shared
+    # /tmp, or one holding a package, must not be used.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    usual = tmp_path / f"hypersweep-ray-cwd-{os.getuid()}"
+    before = os.getcwd()
+    with cluster._empty_working_directory():
+        assert os.getcwd() == str(usual)
+    assert os.getcwd() == before and usual.is_dir()  # left in place for the Ray processes started there
+
+    (usual / "hypersweep").mkdir()
+    with cluster._empty_working_directory():
+        fresh = Path(os.getcwd())
+    assert fresh != usual and fresh.parent == tmp_path and not any(fresh.iterdir())
+    assert fresh.stat().st_mode & 0o077 == 0
