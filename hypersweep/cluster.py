@@ -136,20 +136,30 @@ def _empty_working_directory() -> Iterator[None]:
     directory, and torch's MKL fails to load in a process whose working directory was deleted.
     """
     before = os.getcwd()
-    empty = Path(tempfile.gettempdir()) / f"hypersweep-ray-cwd-{os.getuid()}"
-    empty.mkdir(mode=0o700, exist_ok=True)
-    # It goes on every worker's sys.path, and /tmp is shared: a name another user made first (a symlink,
-    # a directory of theirs, or one holding a package) would put their code in our trials. Take a fresh
-    # private directory then; like the usual one it is left in place.
-    found = empty.lstat()
-    if (not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid() or found.st_mode & 0o077
-            or any(empty.iterdir())):
-        empty = Path(tempfile.mkdtemp(prefix="hypersweep-ray-cwd-"))
-    os.chdir(empty)
+    os.chdir(_private_empty_directory())
     try:
         yield
     finally:
         os.chdir(before)
+
+
+def _private_empty_directory() -> Path:
+    """~/.cache/hypersweep/ray-cwd, empty and writable by us alone; else a fresh temporary directory.
+
+    Its path goes on every worker's sys.path, on every node. In a shared /tmp another user could create a
+    directory of that name first, on any node, with a package in it that our trials would import; in our
+    home directory nobody else can.
+    """
+    try:
+        path = Path.home() / ".cache" / "hypersweep" / "ray-cwd"
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        found = path.lstat()
+        if (stat.S_ISDIR(found.st_mode) and found.st_uid == os.getuid() and not found.st_mode & 0o077
+                and not any(path.iterdir())):
+            return path
+    except (OSError, RuntimeError):  # no home directory, or one we cannot write to
+        pass
+    return Path(tempfile.mkdtemp(prefix="hypersweep-ray-cwd-"))  # left in place too
 
 
 def _placed() -> None:

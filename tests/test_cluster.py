@@ -179,17 +179,19 @@ def test_on_a_joined_cluster_the_wait_ends_when_a_node_that_fits_joins(tmp_path)
 
 
 def test_rays_working_directory_is_private_and_empty(tmp_path, monkeypatch):
-    # It lands on every worker's sys.path: a directory of that name planted by someone else in a shared
-    # /tmp, or one holding a package, must not be used.
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    usual = tmp_path / f"hypersweep-ray-cwd-{os.getuid()}"
+    # It lands on every worker's sys.path, on every node: it must be one that only we can write to and
+    # that holds nothing.
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    usual = tmp_path / "home" / ".cache" / "hypersweep" / "ray-cwd"
     before = os.getcwd()
     with cluster._empty_working_directory():
         assert os.getcwd() == str(usual)
     assert os.getcwd() == before and usual.is_dir()  # left in place for the Ray processes started there
+    assert usual.stat().st_mode & 0o077 == 0
 
-    (usual / "hypersweep").mkdir()
+    (usual / "hypersweep").mkdir()  # no longer empty: a fresh private directory instead
     with cluster._empty_working_directory():
         fresh = Path(os.getcwd())
-    assert fresh != usual and fresh.parent == tmp_path and not any(fresh.iterdir())
-    assert fresh.stat().st_mode & 0o077 == 0
+    assert fresh.parent == tmp_path / "tmp" and not any(fresh.iterdir()) and fresh.stat().st_mode & 0o077 == 0
