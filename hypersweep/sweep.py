@@ -69,6 +69,11 @@ class SweepSearcher(Searcher):
         self.trials: dict[str, tuple[str, optuna.Trial]] = {}  # Tune trial id -> (study name, Optuna trial)
         self.numbers: dict[str, int] = {}  # Tune trial id -> Optuna trial number, kept for the Recorder
 
+    def __getstate__(self) -> dict:
+        """Tune pickles the searcher into OUT/ray (tuner.pkl). The studies stay out: their storage URL
+        may hold a database password, and a sweep resumes from the studies, never from Tune's state."""
+        return {**self.__dict__, "studies": {}, "trials": {}}
+
     def suggest(self, trial_id: str) -> dict | None:
         name, owed = max(self.studies.items(), key=lambda item: item[1].owed)
         if owed.owed <= 0:

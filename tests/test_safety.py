@@ -249,3 +249,13 @@ def test_a_sweep_whose_trials_all_failed_exits_non_zero(ray_address, tmp_path):
     proc = launch(ray_address, space, "--out", str(tmp_path / "out"), "--num-samples", "1")
     assert proc.returncode == 1 and "every trial failed" in proc.stderr
     assert set(load_trials(str(tmp_path / "out"))["status"]) == {"failed"}
+
+
+def test_the_storage_url_is_in_no_file_of_tunes(ray_address, tmp_path):
+    # A PostgreSQL URL's password would sit where the URL does: Tune pickles the Tuner into OUT/ray.
+    storage = f"sqlite:///{tmp_path / 'secret-db-name.db'}"
+    proc = launch(ray_address, space_file(tmp_path / "s.yaml"), "--out", str(tmp_path / "out"), "--storage", storage,
+                  "--num-samples", "1")
+    assert proc.returncode == 0, proc.stderr
+    files = [p for p in (tmp_path / "out" / "ray").rglob("*") if p.is_file()]
+    assert files and not [p for p in files if b"secret-db-name" in p.read_bytes()]
