@@ -107,11 +107,7 @@ def falling_note(table: pd.DataFrame) -> str:
 
 def analyse(sweep: Sweep, args: argparse.Namespace) -> list[str]:
     missing = []
-    try:
-        epochs = sweep.epochs()
-    except Missing as err:
-        epochs = None
-        missing.append(f"{err}, so whether training had converged was not checked")
+    epochs = sweep.epochs_or_note(missing, "whether training had converged was not checked")
     table = by_depth(sweep.trials, args.metric, epochs, args.tuned)
     missing = check(table) + missing
     notes = [note for note in [falling_note(table)] if note]

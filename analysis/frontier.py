@@ -134,11 +134,7 @@ def plot_frontier(table: pd.DataFrame, metric: str, count: str, path: Path) -> P
 def analyse(sweep: Sweep, args: argparse.Namespace) -> list[str]:
     metric, report, count = objective(sweep, args)
     missing = without_ok_trials(sweep.trials)
-    try:
-        epochs = sweep.epochs()
-    except Missing as err:
-        epochs = None
-        missing.append(f"{err}, so training-limited rule (b) was not checked")
+    epochs = sweep.epochs_or_note(missing, "training-limited rule (b) was not checked")
     table = frontier(sweep.trials, sweep.targets(args.targets), metric, report, count, epochs)
     missing += met_none(table, sweep.trials, metric)
     ratio = ratios(table, count)

@@ -58,6 +58,14 @@ class Sweep:
             raise Missing(f"{self.out}: no learning curves (expected {self.out}/epochs/family=*/*.parquet)")
         return load_epochs(str(self.out))
 
+    def epochs_or_note(self, missing: list[str], without: str) -> pd.DataFrame | None:
+        """The learning curves, or None with a line in `missing` saying what was not checked `without` them."""
+        try:
+            return self.epochs()
+        except Missing as err:
+            missing.append(f"{err}, so {without}")
+            return None
+
     def path(self, name: str, folder: str = "analysis") -> Path:
         """OUT/<folder>/<name>, creating the folder."""
         (self.out / folder).mkdir(parents=True, exist_ok=True)

@@ -187,11 +187,7 @@ def section(title: str, build: Callable[[], list[str]]) -> list[str]:
 def analyse(sweep: Sweep, args: argparse.Namespace) -> list[str]:
     metric, report, count = objective(sweep, args)
     missing = without_ok_trials(sweep.trials)
-    try:
-        epochs = sweep.epochs()
-    except Missing as err:
-        epochs = None
-        missing.append(f"{err}, so training-limited rule (b) was not checked")
+    epochs = sweep.epochs_or_note(missing, "training-limited rule (b) was not checked")
     targets = sweep.targets(args.targets)
     try:
         table = frontier.frontier(sweep.trials, targets, metric, report, count, epochs)

@@ -277,11 +277,7 @@ def plot_by_dim(fits: pd.DataFrame, count: str, path: Path) -> Path:
 def analyse(sweep: Sweep, args: argparse.Namespace) -> list[str]:
     metric, _, count = objective(sweep, args)
     missing = without_ok_trials(sweep.trials)
-    try:
-        epochs = sweep.epochs()
-    except Missing as err:
-        epochs = None
-        missing.append(f"{err}, so training-limited rule (b) was not applied")
+    epochs = sweep.epochs_or_note(missing, "training-limited rule (b) was not applied")
     fits = fit(sweep.trials, metric, count, args.targets, args.bootstrap, args.seed, epochs)
     missing += [line for line in skipped(fits.table) if not line.endswith(" from 0 ok trials")]
     if fits.table["slope"].isna().all():
