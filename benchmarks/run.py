@@ -19,6 +19,7 @@ from benchmarks import (
     rotation_pipeline,
     search_efficiency,
     sweep_parallel,
+    sweep_scale,
     trainer_overhead,
 )
 from benchmarks.measure import Result, Size
@@ -30,6 +31,7 @@ BENCHMARKS: dict[str, Callable[[Size], Result]] = {
     "sweep_parallel": sweep_parallel.run,
     "search_efficiency": search_efficiency.run,
     "flop_efficiency": flop_efficiency.run,
+    "sweep_scale": sweep_scale.run,
 }
 
 

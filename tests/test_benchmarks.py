@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks import run
+from benchmarks import driver_cost, run
 from benchmarks.flop_efficiency import training_flops
 from benchmarks.measure import Result, compare
 from hypersweep.config import MLPConfig, ModelConfig
@@ -17,7 +17,7 @@ from hypersweep.models import build_model
 KEYS = {"ours", "baseline", "unit", "ratio", "goal", "met"}
 
 
-@pytest.mark.parametrize("name", [n for n in run.BENCHMARKS if n != "sweep_parallel"])
+@pytest.mark.parametrize("name", [n for n in run.BENCHMARKS if n not in ("sweep_parallel", "sweep_scale")])
 def test_each_benchmark_runs_on_a_tiny_size(name):
     check(run.BENCHMARKS[name]("tiny"))
 
@@ -27,6 +27,22 @@ def test_the_sweep_benchmark_runs_on_a_tiny_size(ray_address):
     check(result)
     assert result.details["trials"] == 2 and "overhead_s_per_trial" in result.details
     assert result.details["plain_parallel_s"] > 0  # the two-process reference ran
+
+
+def test_the_scale_benchmark_runs_every_study_through_the_sweep_on_a_tiny_size():
+    result = run.BENCHMARKS["sweep_scale"]("tiny")
+    check(result)
+    d = result.details
+    assert d["trials"] == 24 and d["owed"] == 0 and d["studies"] == 6 and d["failed"] == 0
+    assert d["slots"] == 4 and 0 < d["first_trial_after_s"] < result.ours
+    assert d["ask_ms_per_trial"] > 0 and d["tell_ms_per_trial"] > 0 and d["record_ms_per_trial"] > 0
+    assert not d["torch_in_workers"]  # the simulated trial keeps 64 workers light
+
+
+def test_driver_cost_times_ask_and_tell_on_a_filled_sqlite_study():
+    row = driver_cost.measure("pareto", 20, 2)
+    assert row["code"] == "after" and row["trials_in_study"] == 20 and row["proposals_per_ask"] >= 1
+    assert row["ask_ms_median"] > 0 and row["tell_ms_median"] > 0
 
 
 def check(result: Result) -> None:
