@@ -115,6 +115,11 @@ class BoundedTPE(optuna.samplers.BaseSampler):
         self._finished = 0  # finished trials in the copy
         self._view: optuna.Study | None = None  # the copy as a Study (Optuna caches trials per Study object)
 
+    @property
+    def modelled(self) -> int:
+        """Finished trials TPE models now (at most `limit + slack`)."""
+        return self._finished
+
     # The copy.
 
     def _sync(self, study: optuna.Study) -> None:
@@ -151,7 +156,7 @@ class BoundedTPE(optuna.samplers.BaseSampler):
 
     def _keep(self, finished: list[optuna.trial.FrozenTrial], directions: list) -> list[optuna.trial.FrozenTrial]:
         """The `best` best of `finished` and the most recent others, `limit` in all, oldest first."""
-        best = set(_ranked(finished, directions)[:self.best])
+        best = set(_ranked(finished, directions, self.best)[:self.best])
         recent = [k for k in range(len(finished) - 1, -1, -1) if k not in best][:self.limit - len(best)]
         return [finished[k] for k in sorted(best.union(recent))]
 
@@ -215,10 +220,11 @@ class BoundedTPE(optuna.samplers.BaseSampler):
         self.tpe.reseed_rng()
 
 
-def _ranked(trials: list[optuna.trial.FrozenTrial], directions: list) -> list[int]:
+def _ranked(trials: list[optuna.trial.FrozenTrial], directions: list, enough: int | None = None) -> list[int]:
     """Indices of `trials`, best first, in TPE's order: feasible complete trials (by value, or by
     Pareto rank for several objectives), then feasible pruned ones (the furthest trained first,
-    then by their last intermediate value), then infeasible ones (by how far they miss)."""
+    then by their last intermediate value), then infeasible ones (by how far they miss). Only
+    the first `enough` need be in order."""
     sign = np.array([-1.0 if d == optuna.study.StudyDirection.MAXIMIZE else 1.0 for d in directions])
     violation = [sum(v for v in t.constraints.values() if v > 0) for t in trials]
     complete = [k for k, t in enumerate(trials) if t.state == optuna.trial.TrialState.COMPLETE and violation[k] <= 0]
@@ -227,7 +233,7 @@ def _ranked(trials: list[optuna.trial.FrozenTrial], directions: list) -> list[in
     if len(directions) == 1:
         order = [complete[k] for k in np.argsort(values[:, 0], kind="stable")]
     else:
-        order = [complete[k] for k in np.lexsort((values[:, 0], _pareto_ranks(values)))]
+        order = [complete[k] for k in np.lexsort((values[:, 0], _pareto_ranks(values, enough=enough)))]
 
     def pruned_key(k: int) -> tuple[float, float]:
         steps = trials[k].intermediate_values
@@ -241,11 +247,15 @@ def _ranked(trials: list[optuna.trial.FrozenTrial], directions: list) -> list[in
     return order
 
 
-def _pareto_ranks(values: np.ndarray) -> np.ndarray:
-    """Non-domination rank of each row (0: the Pareto front), all objectives minimised."""
+def _pareto_ranks(values: np.ndarray, enough: int | None = None) -> np.ndarray:
+    """Non-domination rank of each row (0: the Pareto front), all objectives minimised; once the
+    fronts ranked hold `enough` rows, the rest share the next rank."""
     ranks = np.zeros(len(values), dtype=int)
     remaining, rank = np.arange(len(values)), 0
     while remaining.size:
+        if enough is not None and len(values) - remaining.size >= enough:
+            ranks[remaining] = rank
+            break
         v = values[remaining]
         dominated = ((v[:, None, :] >= v[None, :, :]).all(-1) & (v[:, None, :] > v[None, :, :]).any(-1)).any(1)
         ranks[remaining[~dominated]] = rank

@@ -77,3 +77,43 @@ def test_flops_counted_from_the_architecture_match_torchs_counter(model):
     with FlopCounterMode(display=False) as counter:
         net(torch.randn(5, 4), torch.randn(5, 100, 2)).pow(2).sum().backward()
     assert training_flops(model, 4, 2, 3, points=100) == counter.get_total_flops() / 5
+
+
+def _tpe_run(sampler, trials: int, directions: int, concurrent: int) -> list[tuple]:
+    """A small constrained (or two-objective) search, `concurrent` trials in flight; the points proposed."""
+    import collections
+
+    import optuna
+
+    study = optuna.create_study(sampler=sampler, directions=["minimize"] * directions)
+    proposed, running = [], collections.deque()
+    for k in range(trials):
+        t = study.ask()
+        w, d = t.suggest_int("w", 1, 128, log=True), t.suggest_categorical("d", [1, 2, 3])
+        lr = t.suggest_float("lr", 1e-3, 1e-2, log=True)
+        proposed.append((w, d, lr))
+        running.append((t, w * d, 1 / (w * d) ** 0.5 * (1 + abs(math.log10(lr / 3e-3)))))
+        if len(running) >= concurrent:
+            t, size, error = running.popleft()
+            t.set_constraint("error_target", error - 0.1)
+            if k % 7 == 3:
+                study.tell(t, state=optuna.trial.TrialState.PRUNED)
+            else:
+                study.tell(t, [error, size] if directions == 2 else size)
+    return proposed
+
+
+@pytest.mark.parametrize("directions, concurrent", [(1, 1), (2, 4)])
+def test_bounded_tpe_proposes_what_tpe_proposes_until_its_limit(directions, concurrent):
+    import optuna
+
+    from hypersweep.search import BoundedTPE
+
+    def tpe():
+        return optuna.samplers.TPESampler(n_startup_trials=5, seed=3, multivariate=True)
+
+    plain = _tpe_run(tpe(), 40, directions, concurrent)
+    assert _tpe_run(BoundedTPE(tpe()), 40, directions, concurrent) == plain  # running trials included (constant liar)
+    bounded = BoundedTPE(tpe(), limit=12, best=4, slack=5)
+    assert _tpe_run(bounded, 40, directions, concurrent)[:17] == plain[:17]  # the same until it first cuts its copy
+    assert bounded.modelled <= 12 + 5  # and then it models no more than limit + slack finished trials
