@@ -195,6 +195,9 @@ class Recorder(tune.Callback):
         self.done = {name: min(o.done, o.budget) for name, o in searcher.studies.items()}
         self.total = sum(o.budget for o in searcher.studies.values())
         self.started, self.finished = time.monotonic(), 0  # trials finished in this run, for the ETA
+        # Tune wraps an exception raised in a callback in a TuneError holding only its text; the
+        # OSError of a full disk is kept here so that run_sweep can raise it as what it is.
+        self.write_error: OSError | None = None
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self.live.setdefault(trial.trial_id, []).extend(result.get("history", []))
@@ -221,7 +224,11 @@ class Recorder(tune.Callback):
         row = trial_row(self.spec, space, cfg, number, trial.trial_id, status, result, error)
         # Each failure but the last one of a failed trial was followed by a retry.
         row["git_commit"], row["retries"] = self.commit, trial.num_failures - (error is not None)
-        self.store.write_trial(space.family, space.study, cfg, row, self.live.pop(trial.trial_id, []))
+        try:
+            self.store.write_trial(space.family, space.study, cfg, row, self.live.pop(trial.trial_id, []))
+        except OSError as err:  # the study holds the result: --resume rebuilds the row
+            self.write_error = self.write_error or err
+            raise
         self.finished += 1
         self.done[space.study] += 1
         self.log(self._line(space, number, params, status, row, error))
@@ -345,6 +352,7 @@ def run_sweep(spec: SweepSpec, out: str, storage: str | optuna.storages.BaseStor
         scheduler = StudyASHA(asha)
     trainable = tune.with_resources(tune.with_parameters(trainable or run_trial, spaces=spaces, report_epochs=rungs),
                                     {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus})
+    recorder = Recorder(spec, store, searcher, log)
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=remaining,
@@ -354,10 +362,15 @@ def run_sweep(spec: SweepSpec, out: str, storage: str | optuna.storages.BaseStor
             name=f"{spec.experiment}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}",
             storage_path=f"{out.rstrip('/') if is_remote(out) else store.root}/ray",
             failure_config=tune.FailureConfig(max_failures=spec.budget.max_failures),
-            callbacks=[Recorder(spec, store, searcher, log)],
+            callbacks=[recorder],
             verbose=0,
         ),
     )
-    tuner.fit()  # returns normally when Ctrl-C stopped it: what is still owed tells
+    try:
+        tuner.fit()  # returns normally when Ctrl-C stopped it: what is still owed tells
+    except tune.TuneError:
+        if recorder.write_error:
+            raise recorder.write_error from None
+        raise
     return sum(max(0, o.budget - o.done) for o in studies.values())
 

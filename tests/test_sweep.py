@@ -1,10 +1,12 @@
 """The sweep engine on a real local Ray: Optuna chooses, Tune runs, Parquet records."""
 import math
+import time
 
 import optuna
 import pytest
 import ray
 import yaml
+from ray import tune
 from ray.cluster_utils import Cluster
 
 from hypersweep import frontier
@@ -25,12 +27,13 @@ def load_space(tmp_path, families, trials=3, **top):
     return load(str(path))
 
 
-def sweep(tmp_path, families, trials, **top):
+def sweep(tmp_path, families, trials, budgets=None, trainable=None, **top):
     """Run every study of a small space in one Tuner; return (spec, out, storage URL)."""
     spec = load_space(tmp_path, families, trials, **top)
     out, storage = str(tmp_path / "out"), f"sqlite:///{tmp_path / 'optuna.db'}"
-    owed = run_sweep(spec, out, storage, "test-sweep", {s.study: spec.trials(s) for s in spec.studies},
-                     max_concurrent=2, log=lambda line: None)
+    budgets = budgets or {s.study: spec.trials(s) for s in spec.studies}
+    owed = run_sweep(spec, out, storage, "test-sweep", budgets, max_concurrent=2, log=lambda line: None,
+                     trainable=trainable)
     assert owed == 0
     return spec, out, storage
 
@@ -183,15 +186,27 @@ def test_the_studies_of_an_experiment_run_side_by_side_in_one_tuner(ray_address,
     assert any(a[0] != b[0] and a[1] < b[2] and b[1] < a[2] for a in spans for b in spans)  # overlap in time
 
 
+def sleeping(seconds: dict[str, float]):
+    """A trainable that sleeps `seconds[study]` and reports a made-up result: scheduling, not training."""
+    def trainable(config, spaces, report_epochs):
+        started = time.time()
+        time.sleep(seconds[config["study"]])
+        tune.report({"final": True, "status": "ok", "epoch": 1, "val_error": 0.1, "test_error": 0.1,
+                     "params_primary": config["model.primary.width"], "started_at": started,
+                     "wall_s": time.time() - started})
+    return trainable
+
+
 def test_a_study_that_finishes_early_leaves_its_slots_to_the_others(ray_address, tmp_path):
-    # hyper's trials train 1 epoch, standard's 30: hyper is done long before standard.
-    families = {"hyper": {"primary": {"width": {"low": 1, "high": 8}}, "train": {"epochs": 1}},
+    # hyper owes 3 trials of 0.1 s, standard 2 of 3 s: both slots start on hyper (most owed), then
+    # hyper's last trial and standard's first share them; once hyper is done, standard has both.
+    families = {"hyper": {"primary": {"width": {"low": 1, "high": 8}}},
                 "standard": {"primary": {"width": {"low": 2, "high": 32}}}}
-    _, out, _ = sweep(tmp_path, families, trials=3, budget={"trials": 3, "epochs": 30, "max_failures": 0})
+    _, out, _ = sweep(tmp_path, families, trials=3, budgets={"t-hyper": 3, "t-standard": 2},
+                      trainable=sleeping({"t-hyper": 0.1, "t-standard": 3.0}))
     trials = load_trials(out)
-    assert trials.groupby("study").size().to_dict() == {"t-hyper": 3, "t-standard": 3}
+    assert trials.groupby("study").size().to_dict() == {"t-hyper": 3, "t-standard": 2}
     hyper_done = trials[trials["study"] == "t-hyper"]["finished_at"].max()
-    standard = intervals(trials[trials["study"] == "t-standard"])
-    # Once hyper is done, both slots serve standard: two of its trials run at once after that.
-    assert any(max(a[1], b[1]) < min(a[2], b[2]) and min(a[2], b[2]) > hyper_done
-               for a in standard for b in standard if a is not b)
+    (_, start_a, end_a), (_, start_b, end_b) = intervals(trials[trials["study"] == "t-standard"])
+    # Both of standard's trials run at once, and still do after hyper is done.
+    assert max(start_a, start_b) < min(end_a, end_b) and min(end_a, end_b) > hyper_done
