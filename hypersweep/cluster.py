@@ -45,6 +45,7 @@ _HTTP2_SETTINGS = 4
 # Whether the Ray we are connected to may still gain nodes (a cluster we joined, which may autoscale)
 # or is fixed (the embedded Ray that `connect(None)` started on this machine). Set by `connect`.
 _joined = False
+_ours = False  # connect() called ray.init (not the caller): disconnect() shuts it down
 
 
 class ClusterError(Exception):
@@ -57,9 +58,11 @@ def connect(address: str | None) -> dict[str, float]:
     global _joined
     import ray
 
+    global _ours
     _joined = address is not None
     if ray.is_initialized():  # the caller (a test, a notebook) already connected this process
         return ray.cluster_resources()
+    _ours = True
     if address is not None:
         _check_answers(address)
     try:
@@ -72,6 +75,17 @@ def connect(address: str | None) -> dict[str, float]:
         what = f"--address {address}: cannot join that Ray cluster" if address else "cannot start a local Ray"
         raise ClusterError(f"{what} ({_first_line(err)})") from None
     return ray.cluster_resources()
+
+
+def disconnect() -> None:
+    """Leave the cluster `connect` joined (stop the embedded Ray it started); a connection the caller
+    made stays. Done explicitly because Ray's own exit hook takes ~0.7 s longer than this call."""
+    global _ours
+    if _ours:
+        import ray
+
+        ray.shutdown()
+        _ours = False
 
 
 def check_fits(cpus: float, gpus: float, wait_s: float = WAIT_FOR_NODE_S) -> None:

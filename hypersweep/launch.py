@@ -391,9 +391,18 @@ def _run(launch: Plan, args: argparse.Namespace) -> int:
     spec, store = launch.spec, launch.store
     try:
         resources = cluster.connect(args.address)
-        cluster.check_fits(spec.resources.cpus, spec.resources.gpus)
+        try:
+            cluster.check_fits(spec.resources.cpus, spec.resources.gpus)
+            return _sweep(launch, args, resources)
+        finally:
+            cluster.disconnect()
     except cluster.ClusterError as err:
         raise Refusal(str(err)) from None
+
+
+def _sweep(launch: Plan, args: argparse.Namespace, resources: dict[str, float]) -> int:
+    """On a connected Ray: record the sweep in --out, run every study in one Tuner, print the answer."""
+    spec, store = launch.spec, launch.store
     # SIGTERM (a scheduler's or `kill`'s) stops the sweep as Ctrl-C does: Ray Tune ends the running trials.
     received = []
 

@@ -207,7 +207,7 @@ def wait_for_rows(out: Path, n: int, timeout: float = 300) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_ctrl_c_or_sigterm_stops_the_whole_sweep_and_resume_finishes_it(ray_address, tmp_path, signum, code):
-    space = space_file(tmp_path / "s.yaml", budget={"trials": 6, "epochs": 40, "max_failures": 0},
+    space = space_file(tmp_path / "s.yaml", budget={"trials": 4, "epochs": 40, "max_failures": 0},
                        families={**SPACE["families"], "standard": {"primary": {"width": {"low": 2, "high": 32}}}})
     out = tmp_path / "out"
     proc = start_sweep(ray_address, space, out)
@@ -217,11 +217,13 @@ def test_ctrl_c_or_sigterm_stops_the_whole_sweep_and_resume_finishes_it(ray_addr
     assert proc.returncode == code, stderr
     assert stderr.strip() == f"interrupted: continue with  python -m hypersweep.launch --resume --out {out}"
     assert "Smallest architecture" not in stdout  # no answer from a truncated sweep
-    assert len(load_trials(str(out))) < 12
+    assert len(load_trials(str(out))) < 8
+    if signum == signal.SIGTERM:
+        return  # what is kept is the same as after Ctrl-C: resumed once, below
     resumed = launch(ray_address, "--out", str(out), "--resume")
     assert resumed.returncode == 0, resumed.stderr
     trials = load_trials(str(out))
-    assert len(trials) == 12 and trials.groupby("study")["trial"].apply(lambda t: t.is_unique).all()
+    assert len(trials) == 8 and trials.groupby("study")["trial"].apply(lambda t: t.is_unique).all()
 
 
 @pytest.mark.slow
