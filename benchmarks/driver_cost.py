@@ -178,7 +178,8 @@ class After:
         self.search = None
 
     def start(self) -> None:
-        self.search = _search.Search(self.study, self.space, self.spec.objective, _search.model_count(self.spec, self.space))
+        count = _search.model_count(self.spec, self.space)
+        self.search = _search.Search(self.study, self.space, self.spec.objective, count)
 
     def ask(self, trial_id: str):
         trial = self.search.ask()
@@ -274,7 +275,8 @@ def measure(objective_type: str, n: int, asks: int, profile: bool = False, runni
            "ask_ms_median": round(statistics.median(ask_ms), 2), "ask_ms_mean": round(statistics.fmean(ask_ms), 2),
            "tell_ms_median": round(statistics.median(tell_ms), 2),
            "tell_ms_mean": round(statistics.fmean(tell_ms), 2),
-           "proposals_per_ask": round(proposals / (asks + 1), 2), "first_round_ms": round(first_ms, 1), "open_s": round(open_s, 3)}
+           "proposals_per_ask": round(proposals / (asks + 1), 2), "first_round_ms": round(first_ms, 1),
+           "open_s": round(open_s, 3)}
     if profiler:
         text = io.StringIO()
         pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(45)

@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 GOAL = 0.9
 STUDIES = 6
 # size -> (trials, slots, scale): the trials' recorded wall_s (mean 3.5 s) times scale
-SIZES: dict[str, tuple[int, int, float]] = {"tiny": (24, 4, 0.2), "quick": (500, 32, 2.5), "full": (2000, 64, 6.0)}
+SIZES: dict[str, tuple[int, int, float]] = {"tiny": (24, 4, 0.2), "quick": (500, 32, 2.0), "full": (2000, 64, 12.0)}
 WORKER_MIB = 200  # what one Ray worker running the simulated trial holds (ray + ray.tune imported)
 
 
@@ -69,7 +69,7 @@ def available_mib() -> int:
 
 
 def run(size: Size) -> Result:
-    trials, slots, scale = SIZES[size]
+    _, slots, scale = SIZES[size]
     need = slots * WORKER_MIB + 1500
     if available_mib() < need:
         raise RuntimeError(f"sweep_scale {size}: needs ~{need} MiB free for {slots} Ray workers, "
@@ -94,7 +94,7 @@ def bare_tune(rows, slots: int, out: Path) -> dict:
 
     reports = rows["status"].map({"ok": 3}).fillna(0).astype(int)  # rungs 2 and 8, then the final report
     reports[rows["status"] != "ok"] = (rows["epochs"][rows["status"] != "ok"] >= 8).astype(int) + 1
-    configs = [{"seconds": float(s), "reports": int(r)} for s, r in zip(rows["wall_s"], reports)]
+    configs = [{"seconds": float(s), "reports": int(r)} for s, r in zip(rows["wall_s"], reports, strict=True)]
     start = time.time()
     tuner = tune.Tuner(tune.with_resources(simulated_trial.replay, {"cpu": 1}),
                        param_space={"trial": tune.grid_search(configs)},
@@ -113,11 +113,13 @@ class Timer:
     def __init__(self):
         self.seconds: dict[str, float] = {}
         self.calls: dict[str, int] = {}
+        self.first: dict[str, float] = {}  # when each was first called (time.time())
 
     def wrap(self, cls: type, name: str, label: str) -> None:
         original = getattr(cls, name)
 
         def timed(*args, **kwargs):
+            self.first.setdefault(label, time.time())
             start = time.perf_counter()
             try:
                 return original(*args, **kwargs)
@@ -135,6 +137,7 @@ def _plain_space(space):
 
 def sweep(size: str, out: str, profile: str | None = None, storage: str = "sqlite", tune_alone: bool = False) -> dict:
     """Run the simulated sweep on a local Ray of `slots` CPUs started here; its measurements."""
+    import optuna
     import ray
 
     from benchmarks import simulated_trial
@@ -142,8 +145,6 @@ def sweep(size: str, out: str, profile: str | None = None, storage: str = "sqlit
     from hypersweep.results import load_trials
     from hypersweep.search import Search
     from hypersweep.sweep import Recorder, run_sweep
-
-    import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     trials, slots, scale = SIZES[size]
@@ -173,7 +174,8 @@ def sweep(size: str, out: str, profile: str | None = None, storage: str = "sqlit
         sampler = MemorySampler()
         cpu, start = time.process_time(), time.time()
         url = f"sqlite:///{sweep_out}/optuna.db" if storage == "sqlite" else optuna.storages.InMemoryStorage()
-        owed = run_sweep(spec, sweep_out, url, "sweep_scale", budgets, slots,
+        # No concurrency cap, as `launch` runs it by default: as many trials as the slots hold.
+        owed = run_sweep(spec, sweep_out, url, "sweep_scale", budgets, None,
                          log=lambda _: None, trainable=simulated_trial.simulated)
         wall, cpu = time.time() - start, time.process_time() - cpu
         if profiler:
@@ -202,6 +204,7 @@ def sweep(size: str, out: str, profile: str | None = None, storage: str = "sqlit
         "failed": int((rows["status"] == "failed").sum()),
         "driver_cpu_ms_per_trial": round(cpu / n * 1e3, 1),
         **{f"{k}_ms_per_trial": round(v / n * 1e3, 1) for k, v in timer.seconds.items()},
+        "first_ask_after_s": round(timer.first.get("ask", start) - start, 2),
         "first_trial_after_s": round(first, 2),
         "workers_used": int(rows["node_id"].nunique()),
         "handoff_s_median": round(float(np.median(gaps)), 3) if gaps else None,
@@ -265,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="work directory (default: a temporary one)")
     parser.add_argument("--profile", metavar="FILE", help="write a cProfile of the driver here")
     parser.add_argument("--tune-alone", action="store_true",
-                        help="then run the same trials through plain Ray Tune (no searcher, storage, scheduler, Recorder)")
+                        help="then run the same trials through plain Ray Tune "
+                             "(no searcher, storage, scheduler, Recorder)")
     parser.add_argument("--storage", choices=["sqlite", "memory"], default="sqlite",
                         help="memory: Optuna's in-memory storage (a diagnosis: what the SQLite storage costs)")
     args = parser.parse_args(argv)

@@ -180,6 +180,19 @@ def _placed() -> None:
     """The probe task of check_fits: it does nothing, where a trial could run."""
 
 
+def slots(cpus: float, gpus: float) -> int:
+    """How many trials of `cpus` CPUs and `gpus` GPUs the live nodes hold at once (0 if none fits)."""
+    import ray
+
+    total = 0
+    for node in ray.nodes():
+        if node["Alive"]:
+            have = node["Resources"]
+            fit = [have.get(name, 0) // amount for name, amount in _bundle(cpus, gpus).items()]
+            total += int(min(fit, default=0))
+    return total
+
+
 def _fits(cpus: float, gpus: float) -> bool:
     import ray
 

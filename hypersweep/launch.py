@@ -388,7 +388,7 @@ def _run(launch: Plan, args: argparse.Namespace) -> int:
     # A failed trial is one progress line with its error's last line, and its error column; Tune would
     # also log each failure's whole traceback, every retry's included.
     logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
-    spec, store = launch.spec, launch.store
+    spec = launch.spec
     try:
         resources = cluster.connect(args.address)
         try:

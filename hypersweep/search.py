@@ -160,7 +160,8 @@ class BoundedTPE(optuna.samplers.BaseSampler):
         recent = [k for k in range(len(finished) - 1, -1, -1) if k not in best][:self.limit - len(best)]
         return [finished[k] for k in sorted(best.union(recent))]
 
-    def _model(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> tuple[optuna.Study, optuna.trial.FrozenTrial]:
+    def _model(self, study: optuna.Study,
+               trial: optuna.trial.FrozenTrial) -> tuple[optuna.Study, optuna.trial.FrozenTrial]:
         """The copy as a study, and `trial`'s counterpart in it."""
         self._sync(study)
         if trial.number not in self._ids:
@@ -177,7 +178,8 @@ class BoundedTPE(optuna.samplers.BaseSampler):
         known = self._copy.get_trial(trial_id).params
         for name, value in params.items():
             if name not in known:
-                self._copy.set_trial_param(trial_id, name, distributions[name].to_internal_repr(value), distributions[name])
+                dist = distributions[name]
+                self._copy.set_trial_param(trial_id, name, dist.to_internal_repr(value), dist)
         self._view = None
 
     # The sampler interface: TPE on the copy.

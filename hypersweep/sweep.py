@@ -14,7 +14,9 @@ can never be older than the searcher's state.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import socket
 import time
 from collections.abc import Callable
@@ -28,7 +30,7 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import Searcher
 
-from hypersweep import failpoints
+from hypersweep import cluster, failpoints
 from hypersweep.config import RunConfig, TrainConfig, load_config
 from hypersweep.models import param_counts
 from hypersweep.results import RESULT_KEYS, ResultStore, git_commit, is_remote
@@ -131,6 +133,9 @@ class StudyASHA(FIFOScheduler):
         return "\n".join(f"{name}: {s.debug_string()}" for name, s in self.schedulers.items())
 
 
+PENDING_ENV = "TUNE_MAX_PENDING_TRIALS_PG"
+
+
 def trial_status(result: dict | None, error: bool) -> str:
     """ok | diverged (from the trainer), pruned (stopped early by the scheduler), failed."""
     if error or not result:
@@ -167,6 +172,25 @@ def run_trial(config: dict, spaces: dict[str, StudySpace], report_epochs: dict[s
 
     final = train(cfg, on_epoch=on_epoch, task=task)
     tune.report({**final, **meta, "final": True, "history": history})
+
+
+@contextlib.contextmanager
+def _pending_trials(limit: int | None):
+    """Let Tune keep up to `limit` trials pending (proposed, waiting for a slot) while the Tuner runs.
+
+    Unless a concurrency cap is set, Tune keeps one trial pending at a time for a searcher of
+    its own, so free slots fill one after another, each waiting for the previous trial's
+    worker to start: on a 64-slot cluster the first wave took over a minute. The limit is
+    Tune's documented TUNE_MAX_PENDING_TRIALS_PG; a value the user set wins.
+    """
+    if limit is None or PENDING_ENV in os.environ:
+        yield
+        return
+    os.environ[PENDING_ENV] = str(max(1, limit))
+    try:
+        yield
+    finally:
+        os.environ.pop(PENDING_ENV, None)
 
 
 def rung_epochs(grace: int, max_t: int) -> frozenset[int]:
@@ -350,13 +374,14 @@ def run_sweep(spec: SweepSpec, out: str, storage: str | optuna.storages.BaseStor
                                        max_t=epochs + 1, grace_period=grace, reduction_factor=ASHA_REDUCTION)
             rungs[name] = rung_epochs(grace, epochs)
         scheduler = StudyASHA(asha)
+    concurrent = max_concurrent or spec.budget.max_concurrent
     trainable = tune.with_resources(tune.with_parameters(trainable or run_trial, spaces=spaces, report_epochs=rungs),
                                     {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus})
     recorder = Recorder(spec, store, searcher, log)
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=remaining,
-                                    max_concurrent_trials=max_concurrent or spec.budget.max_concurrent,
+                                    max_concurrent_trials=concurrent,
                                     reuse_actors=True),
         run_config=tune.RunConfig(
             name=f"{spec.experiment}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}",
@@ -366,8 +391,10 @@ def run_sweep(spec: SweepSpec, out: str, storage: str | optuna.storages.BaseStor
             verbose=0,
         ),
     )
+    pending = None if concurrent else cluster.slots(spec.resources.cpus, spec.resources.gpus)
     try:
-        tuner.fit()  # returns normally when Ctrl-C stopped it: what is still owed tells
+        with _pending_trials(pending):
+            tuner.fit()  # returns normally when Ctrl-C stopped it: what is still owed tells
     except tune.TuneError:
         if recorder.write_error:
             raise recorder.write_error from None

@@ -78,6 +78,12 @@ def test_an_address_without_a_ray_cluster_fails_in_seconds_with_one_line(tmp_pat
     assert "no Ray cluster answers there" in lines[0] and "not a Ray cluster" in lines[2]
 
 
+def test_slots_counts_the_trials_the_live_nodes_hold_at_once(ray_address):
+    # The session's Ray: one node with 2 CPUs and no GPU.
+    assert cluster.slots(1, 0) == 2 and cluster.slots(0.5, 0) == 4 and cluster.slots(3, 0) == 0
+    assert cluster.slots(1, 1) == 0
+
+
 def test_a_request_no_node_can_meet_is_refused(ray_address, capsys):
     # The session's Ray is this machine's 2 CPUs and no GPU.
     cluster.connect(None)  # already initialized here: only records that this Ray cannot grow

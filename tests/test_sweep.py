@@ -197,6 +197,19 @@ def sleeping(seconds: dict[str, float]):
     return trainable
 
 
+def test_without_a_concurrency_cap_every_free_slot_starts_a_trial_at_once(ray_address, tmp_path):
+    # No max_concurrent, four half-CPU slots: Tune would keep one trial pending at a time, and each
+    # slot would wait for the trial before it to start (about 1 s each here).
+    spec = load_space(tmp_path, {"hyper": {"primary": {"width": {"low": 1, "high": 8}}}}, trials=4,
+                      resources={"cpus": 0.5, "gpus": 0})
+    out = str(tmp_path / "out")
+    assert run_sweep(spec, out, f"sqlite:///{tmp_path / 'optuna.db'}", "test-sweep", {"t-hyper": 4},
+                     log=lambda line: None, trainable=sleeping({"t-hyper": 3.0})) == 0
+    started = sorted(load_trials(out)["started_at"])
+    print("starts after the first:", [(t - started[0]).total_seconds() for t in started])
+    assert (started[-1] - started[0]).total_seconds() < 2.0
+
+
 def test_a_study_that_finishes_early_leaves_its_slots_to_the_others(ray_address, tmp_path):
     # hyper owes 3 trials of 0.1 s, standard 2 of 3 s: both slots start on hyper (most owed), then
     # hyper's last trial and standard's first share them; once hyper is done, standard has both.
