@@ -21,6 +21,7 @@ is the favourable case, shown when present, labelled, and never the verdict unle
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ from analysis.evidence import (
 )
 from analysis.report import markdown
 from hypersweep.frontier import flag_text, flag_texts, ratios, smallest
+from hypersweep.launch import MANIFEST
 from hypersweep.results import load_epochs, load_trials
 from hypersweep.search_space import Objective, SweepSpec, load
 
@@ -87,17 +89,32 @@ class Claim:
     body: list[str]
 
 
-def export(runs: Path) -> list[str]:
-    """Copy each finished sweep in `runs` to DATA as compact Parquet files; return their names."""
+def export(runs: Path, log=print) -> list[str]:
+    """Copy each finished sweep in `runs` to DATA as compact Parquet files; return their names.
+
+    Beside the tables go the space file and the trial budgets the sweep ran with (`--num-samples`
+    included), so the page never describes a budget that did not run. A sweep with trials still
+    owed is left out, so a half-run experiment never replaces a finished table.
+    """
     DATA.mkdir(parents=True, exist_ok=True)
     done = []
     for name in EXPERIMENTS:
         out = runs / name
-        if not (out / "trials").is_dir():
+        if not (out / "trials").is_dir() or not (out / MANIFEST).is_file():
             continue
-        load_trials(str(out)).to_parquet(DATA / f"{name}.trials.parquet", index=False)
+        manifest = json.loads((out / MANIFEST).read_text())
+        trials = load_trials(str(out))
+        have = trials.groupby("study").size()
+        owed = sum(max(0, budget - int(have.get(study, 0))) for study, budget in manifest["budgets"].items())
+        if owed:
+            log(f"{out}: {owed} trials still owed, not exported (continue it with "
+                f"python -m hypersweep.launch --resume --out {out})")
+            continue
+        trials.to_parquet(DATA / f"{name}.trials.parquet", index=False)
         load_epochs(str(out)).to_parquet(DATA / f"{name}.epochs.parquet", index=False)
         shutil.copy(out / "space.yaml", DATA / f"{name}.space.yaml")
+        ran = {key: manifest.get(key) for key in ("experiment", "version", "budgets", "num_samples")}
+        (DATA / f"{name}.budgets.json").write_text(json.dumps(ran, indent=2) + "\n")
         done.append(name)
     return done
 

@@ -1,6 +1,8 @@
 """The verdict rules of RESULTS.md: each one, on synthetic tables, returning each of its outcomes."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -194,11 +196,14 @@ def test_the_results_page_is_built_from_exported_tables_with_rule_based_verdicts
     for width, hyper_error in [(1, 0.4), (2, 0.2), (4, 0.08), (8, 0.04)] * 3:  # each size thrice: few misses
         sweep.trial("hyper", hyper_error, width=width)
         sweep.trial("embedding", hyper_error, width=64 * width)  # the same errors with far larger q
+    finished(runs / "teacher_scaling", {"synthetic-hyper": 12, "synthetic-embedding": 12})
     for root in ("ROOT", "DATA", "FIGURES"):
         monkeypatch.setattr(results_page, root, tmp_path / {"ROOT": "", "DATA": "d/data", "FIGURES": "d"}[root])
     assert results_page.main(["--runs", str(runs), "--bootstrap", "50"]) == 0
 
     assert (tmp_path / "d/data/teacher_scaling.trials.parquet").exists()
+    assert json.loads((tmp_path / "d/data/teacher_scaling.budgets.json").read_text())["budgets"] == {
+        "synthetic-hyper": 12, "synthetic-embedding": 12}  # the budgets that ran, beside the space
     page = (tmp_path / "RESULTS.md").read_text()
     size = page.split("## Smaller primary nets (teacher)")[1].split("\n## ")[0]
     assert "*Verdict: holds*" in size and "(d/teacher_scaling_hypernet_frontier.png)" in size
@@ -207,6 +212,24 @@ def test_the_results_page_is_built_from_exported_tables_with_rule_based_verdicts
     assert "## Threats to validity" in page and "predate the fair-effort protocol" in page
     assert "| Dependence on n = dim_i" in page and "**not run**" in page  # teacher_dims was not exported
     assert (tmp_path / "d/teacher_scaling_hypernet_frontier.png").stat().st_size > 0
+
+
+def finished(out, budgets: dict[str, int]) -> None:
+    """The sweep.json launch writes, for a sweep of these trial budgets."""
+    (out / "sweep.json").write_text(json.dumps({"experiment": out.name, "version": "test", "sweep_id": "x",
+                                                "storage": None, "budgets": budgets, "num_samples": None}))
+
+
+def test_a_sweep_with_trials_still_owed_is_not_exported(tmp_path, monkeypatch):
+    sweep = SweepWriter(tmp_path / "runs" / "teacher_scaling")
+    sweep.trial("hyper", 0.1)
+    finished(sweep.out, {"synthetic-hyper": 3})  # one of three trials ran
+    monkeypatch.setattr(results_page, "DATA", tmp_path / "data")
+    lines = []
+    assert results_page.export(tmp_path / "runs", log=lines.append) == []
+    assert not (tmp_path / "data" / "teacher_scaling.trials.parquet").exists()
+    assert lines == [f"{sweep.out}: 2 trials still owed, not exported (continue it with "
+                     f"python -m hypersweep.launch --resume --out {sweep.out})"]
 
 
 @pytest.mark.parametrize("target", ["mlp", "hypernet"])
