@@ -11,10 +11,10 @@ from __future__ import annotations
 import torch
 
 from benchmarks.measure import Result, Size, best_times, compare, torch_threads
-from hypersweep.config import ModelConfig, RunConfig
+from hypersweep.config import ModelConfig, RunConfig, load_config
 from hypersweep.models import layer_shapes, mlp_params
 from hypersweep.tasks import Task, build_task
-from hypersweep.train import load_config, resolve_device, train
+from hypersweep.train import resolve_device, train
 
 # epochs, train instances, peak matrix side, rounds
 SIZES = {"tiny": (1, 64, 256, 1), "quick": (2, 500, 1024, 3), "full": (4, 2000, 2048, 5)}
@@ -37,8 +37,7 @@ def training_flops(model: ModelConfig, dim_i: int, dim_x: int, dim_out: int, poi
         return per * sum(i * o * (2 if k == 0 else 3) for k, (i, o) in enumerate(shapes))
 
     if model.family == "hyper":
-        bias = model.bias if model.primary_bias is None else model.primary_bias
-        theta = mlp_params(dim_x, dim_out, model.primary, bias)
+        theta = mlp_params(dim_x, dim_out, model.primary, model.has_primary_bias)
         return 2 * (products(dim_i, theta, model.conditioner, 1) + products(dim_x, dim_out, model.primary, points))
     dim_c = model.embedding_dim if model.family == "embedding" else dim_i
     conditioner = products(dim_i, dim_c, model.conditioner, 1) if model.family == "embedding" else 0
