@@ -134,3 +134,37 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+WIDTH = "config.model.primary.width"
+
+
+def width_to_match(trials: pd.DataFrame, metric: str = "test_error") -> tuple[pd.DataFrame, str]:
+    """How wide q must be to match g (rotation_width_digits): per family and primary width, the
+    trial with the lowest val_error (its learning rate chosen as by_depth(tuned=True) does), with its
+    replicas' mean and std of `metric`; and a sentence naming the smallest q width whose mean is
+    within the combined std of g's best, or saying that none is.
+
+    The rule is fixed before the run: 'within' is embedding mean <= hyper mean + hypot(stds), the
+    replicas' spread being the noise a single architecture carries."""
+    ok = trials[(trials["status"] == "ok") & trials["family"].isin(CONDITIONED)].dropna(subset=[metric, WIDTH])
+    if not {"hyper", "embedding"} <= set(ok["family"]):
+        raise Missing("width_to_match needs ok hyper and embedding trials")
+    best = ok.loc[ok.groupby(["family", WIDTH])["val_error"].idxmin()]
+    table = pd.DataFrame({"family": best["family"], "width": best[WIDTH].astype(int),
+                          "params_primary": best["params_primary"], "lr": best["config.train.lr"],
+                          "mean": best[metric], "std": best[f"{metric}_std"].fillna(0.0),
+                          "replicas": best["seeds"]}).sort_values(["family", "width"]).reset_index(drop=True)
+    g = table[table["family"] == "hyper"].sort_values("mean").iloc[0]
+    q = table[table["family"] == "embedding"]
+    matching = q[q["mean"] <= g["mean"] + np.hypot(q["std"], g["std"])]
+    reference = (f"g (width {g['width']}, {g['params_primary']:,} primary parameters) reaches "
+                 f"{g['mean']:.3g} ± {g['std']:.2g}")
+    if matching.empty:
+        widest = q.sort_values("width").iloc[-1]
+        return table, (f"{reference}; no q up to width {widest['width']} ({widest['params_primary']:,} parameters) "
+                       f"matches it (the widest reaches {widest['mean']:.3g} ± {widest['std']:.2g})")
+    first = matching.sort_values("width").iloc[0]
+    return table, (f"{reference}; q first matches it at width {first['width']} ({first['params_primary']:,} "
+                   f"primary parameters, {first['params_primary'] / g['params_primary']:.3g}x g's) with "
+                   f"{first['mean']:.3g} ± {first['std']:.2g}")

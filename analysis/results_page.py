@@ -43,6 +43,7 @@ from analysis.evidence import (
     share,
     worst,
 )
+from analysis.loading import Missing
 from analysis.report import markdown
 from hypersweep.frontier import flag_text, flag_texts, ratios, smallest
 from hypersweep.launch import MANIFEST
@@ -53,7 +54,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "docs" / "results" / "data"
 FIGURES = ROOT / "docs" / "results"
 EXPERIMENTS = ["teacher_scaling", "teacher_dims", "rotation_depth_digits", "rotation_depth_digits_tuned",
-               "rotation_smallest_digits"]
+               "rotation_width_digits", "rotation_smallest_digits"]
 SEED = 0  # of every resampling on the page, so the page is reproducible
 
 ORDER_OF_MAGNITUDE = 10.0  # "g is an order of magnitude smaller than q"
@@ -455,14 +456,15 @@ def dims_verdict(fits: scaling.Fits) -> tuple[str, str]:
 
 # ----- depth and assumptions ---------------------------------------------------------------------
 
-def depth_claim(exp: Experiment | None, title: str, tuned: bool = False) -> Claim:
+def depth_claim(exp: Experiment | None, title: str, tuned: bool = False, widths: Experiment | None = None) -> Claim:
     """Rule (fixed in advance): only runs that converged can compare depths, so when more than half of
     either family's trials were still falling at the last epoch (training-limited rule (b)) the
     verdict is inconclusive. Otherwise holds when the hypernetwork's mean test error is below the
     embedding's at every depth and, at the deepest, by more than the two stds combined; does not
     hold when it is above the embedding's by more than the combined std at some depth;
     inconclusive otherwise. With `tuned` (a grid over depth and learning rate), each family's
-    trial with the lowest val_error at each depth is compared."""
+    trial with the lowest val_error at each depth is compared. `widths` (rotation_width_digits) adds
+    how wide q must be to match g at one depth, a measurement beside the verdict."""
     claim = "at equal depth of f / e the hypernetwork reaches lower error, and the gap does not close with depth"
     if exp is None:
         return Claim(title, claim, "-", NOT_RUN, "no committed results", [])
@@ -470,6 +472,14 @@ def depth_claim(exp: Experiment | None, title: str, tuned: bool = False) -> Clai
     figure = depth.plot_depths(table, "test_error", "rotation", FIGURES / f"{exp.name}.png")
     body = [f"![test error against depth]({figure.relative_to(ROOT)})", "", *markdown(depth.side_by_side(table)),
             "", depth.falling_note(table) or "No trial was still falling at its last epoch."]
+    if widths is not None:
+        body += ["", f"**How wide q must be to match g** ({widths.name}, f / e depth "
+                 f"{int(widths.trials[depth.DEPTH].iloc[0])}; each width with its best lr by val_error):"]
+        try:
+            match, sentence = depth.width_to_match(widths.trials)
+            body += ["", sentence + ".", "", *markdown(match)]
+        except Missing as missing:
+            body += ["", f"not computed: {missing}."]
     verdict, why = depth_verdict(table)
     return Claim(title, claim, exp.name, verdict, why, body)
 
@@ -671,7 +681,7 @@ def build(samples: int) -> tuple[str, list[Claim]]:
         slope_claim(found["teacher_scaling"], samples),
         dims_claim(found["teacher_dims"], samples),
         depth_claim(found["rotation_depth_digits_tuned"], "Rotation prediction against depth (tuned recipe)",
-                    tuned=True),
+                    tuned=True, widths=found["rotation_width_digits"]),
         depth_claim(found["rotation_depth_digits"], "Rotation prediction against depth (paper's recipe)"),
         size_claim(found["rotation_smallest_digits"], samples, "Smaller primary nets (real images)",
                    "on rotation prediction of real digits, g needs an order of magnitude fewer parameters than q"),

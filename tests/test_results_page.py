@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from test_analysis import SweepWriter
 
-from analysis import assumptions, results_page, scaling
+from analysis import assumptions, depth, results_page, scaling
 from analysis.evidence import FAILS, HOLDS, INCONCLUSIVE, decide, interval
 from hypersweep.frontier import smallest
 
@@ -237,3 +237,24 @@ def test_the_generic_teacher_carries_the_verdict_when_it_ran(target):
     trials = pd.concat([at("hyper", [10], 0.01).assign(**{"config.task.target": t}) for t in ("hypernet", target)])
     exp = results_page.Experiment("x", trials.assign(**{"config.task.name": "teacher"}), None, None)
     assert next(iter(results_page.teachers(exp))) == target
+
+
+def widths_table(q_errors: dict[int, float], g_error: float = 0.06, std: float = 0.01) -> pd.DataFrame:
+    """rotation_width_digits's trials: g at width 10, q at each width of `q_errors`; two lrs per width,
+    the worse lr with a lower test error, so that a pick by test error would show."""
+    rows = []
+    for family, errors in (("hyper", {10: g_error}), ("embedding", q_errors)):
+        for width, error in errors.items():
+            for lr, val, test in ((1e-3, error, error), (3e-4, error + 0.2, error - 0.05)):
+                rows.append({"family": family, "status": "ok", "config.model.primary.width": width,
+                             "config.train.lr": lr, "val_error": val, "test_error": test, "test_error_std": std,
+                             "seeds": 5, "params_primary": width * (1 if family == "hyper" else 30)})
+    return pd.DataFrame(rows)
+
+
+def test_the_q_width_that_matches_g_is_the_smallest_within_the_noise():
+    table, sentence = depth.width_to_match(widths_table({10: 0.5, 40: 0.2, 160: 0.07, 320: 0.06}))
+    assert sentence.endswith("q first matches it at width 160 (4,800 primary parameters, 480x g's) with 0.07 ± 0.01")
+    assert set(table["lr"]) == {1e-3}  # each width's lr chosen by val_error, never by test error
+    _, sentence = depth.width_to_match(widths_table({10: 0.5, 40: 0.2}))
+    assert "no q up to width 40 (1,200 parameters) matches it (the widest reaches 0.2 ± 0.01)" in sentence
