@@ -178,8 +178,13 @@ def misses(trials: pd.DataFrame, family: str, target: float, metric: str, count:
 
 
 def ratio_text(value: float, draws: np.ndarray) -> str:
+    """'29.2x [9.2, 58.3]'; a ratio below 1 keeps two significant digits ('0.012x'), not '0.0x'."""
     low, high = interval(draws)
-    return f"{value:,.1f}x [{low:,.1f}, {high:,.1f}]".replace("inf", "∞")
+
+    def show(x: float) -> str:
+        return f"{x:.2g}" if 0 < abs(x) < 1 else f"{x:,.1f}"
+
+    return f"{show(value)}x [{show(low)}, {show(high)}]".replace("inf", "∞")
 
 
 def tightest_shared(table: pd.DataFrame, families: list[str]) -> float | None:
@@ -369,7 +374,8 @@ def slope_claim(exp: Experiment | None, samples: int) -> Claim:
             f"{o.metric} frontier and {o.count}.", "",
             *markdown(shown[["frontier", "count", *[c for c in shown.columns if c not in ("frontier", "count",
                                                                                            "variant")]]])]
-    verdict, why = slope_verdict(main, "")
+    # One teacher's trials share one variant: "" for a sweep without variants, else e.g. "target=mlp".
+    verdict, why = slope_verdict(main, trials["variant"].iloc[0])
     return Claim(title, claim, exp.name, verdict, why + on(label), body)
 
 

@@ -258,3 +258,19 @@ def test_the_q_width_that_matches_g_is_the_smallest_within_the_noise():
     assert set(table["lr"]) == {1e-3}  # each width's lr chosen by val_error, never by test error
     _, sentence = depth.width_to_match(widths_table({10: 0.5, 40: 0.2}))
     assert "no q up to width 40 (1,200 parameters) matches it (the widest reaches 0.2 ± 0.01)" in sentence
+
+
+def test_the_slope_rule_is_applied_to_the_teachers_own_variant(tmp_path, monkeypatch):
+    # teacher_scaling varies task.target: its trials' variant is "target=mlp", not "".
+    import yaml
+    from test_analysis import SPACE
+
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump(SPACE))
+    trials = pd.concat([law(family, slope, SIZES, variant="target=mlp")
+                        for family, slope in (("hyper", 0.5), ("embedding", 2.0))])
+    trials = trials.assign(**{"config.task.name": "teacher", "config.task.target": "mlp"})
+    monkeypatch.setattr(results_page, "ROOT", tmp_path)
+    monkeypatch.setattr(results_page, "FIGURES", tmp_path)
+    claim = results_page.slope_claim(results_page.Experiment("teacher_scaling", trials, None, space), SAMPLES)
+    assert claim.verdict == HOLDS, claim.why
