@@ -55,10 +55,9 @@ class ClusterError(Exception):
 def connect(address: str | None) -> dict[str, float]:
     """Join the Ray cluster at `address` ('auto', 'host:port', 'ray://host:port'), or start an embedded
     one on this machine when it is None; return `ray.cluster_resources()`. Raises ClusterError."""
-    global _joined
+    global _joined, _ours
     import ray
 
-    global _ours
     _joined = address is not None
     if ray.is_initialized():  # the caller (a test, a notebook) already connected this process
         return ray.cluster_resources()

@@ -41,6 +41,7 @@ from hypersweep.train import train
 
 ASHA_REDUCTION = 4  # ASHA keeps the best quarter of the trials at each rung
 STUDY_KEY = "study"  # the key of a Tune trial's config that names its Optuna study
+PENDING_ENV = "TUNE_MAX_PENDING_TRIALS_PG"  # Ray Tune's (documented) limit on trials waiting for a slot
 
 
 @dataclasses.dataclass
@@ -131,9 +132,6 @@ class StudyASHA(FIFOScheduler):
 
     def debug_string(self) -> str:
         return "\n".join(f"{name}: {s.debug_string()}" for name, s in self.schedulers.items())
-
-
-PENDING_ENV = "TUNE_MAX_PENDING_TRIALS_PG"
 
 
 def trial_status(result: dict | None, error: bool) -> str:
