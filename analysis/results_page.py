@@ -578,8 +578,10 @@ def under_protocol(exp: Experiment) -> bool:
 def threats(experiments: list[Experiment], claims: list[Claim]) -> list[str]:
     """The threats to validity, with the numbers taken from the committed tables themselves."""
     shipped, older = [], []
+    ran = {e.name for e in experiments}
     for e in experiments:
         (shipped if under_protocol(e) else older).append(e.name)
+    stale = [name for name in ("teacher_scaling", "teacher_dims") if name in older or name not in ran]
     lines = []
     if shipped:
         lines.append(f"- **Run under the fair-effort protocol** (README, \"Fair-effort protocol\"; the space file "
@@ -616,10 +618,9 @@ def threats(experiments: list[Experiment], claims: list[Claim]) -> list[str]:
         "with the older runs: the trials actually run per study are in the compute table below.",
         f"- **Not run:** {', '.join(n for n in EXPERIMENTS if n not in {e.name for e in experiments}) or 'nothing'}"
         " of the shipped experiments; the depth experiment on MNIST / CIFAR-10"
-        + "".join(f"; {name} as now specified" for name in ("teacher_scaling", "teacher_dims")
-                  if name in older or name not in {e.name for e in experiments})
-        + " (generic teacher; teacher_dims at n in {2, 8} with 1,000 / 3,000 instances, two teacher seeds, "
-        "3 replicas, f and e 256 x 2).",
+        + ("".join(f"; {name} as now specified" for name in stale)
+           + " (generic teacher; teacher_dims at n in {2, 8} with 1,000 / 3,000 instances, two teacher seeds, "
+           "3 replicas, f and e 256 x 2)" if stale else "") + ".",
     ]
     inconclusive = [c.title for c in claims if c.verdict == INCONCLUSIVE]
     if inconclusive:
