@@ -39,6 +39,7 @@ from hypersweep.frontier import still_falling
 
 DEPTH = "config.model.conditioner.depth"
 CONDITIONED = ("hyper", "embedding")  # the families with a conditioner (f or e)
+WIDTH = "config.model.primary.width"
 
 
 def by_depth(trials: pd.DataFrame, metric: str = "test_error", epochs: pd.DataFrame | None = None,
@@ -121,24 +122,6 @@ def analyse(sweep: Sweep, args: argparse.Namespace) -> list[str]:
     return missing
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = parser("analysis.depth", __doc__)
-    p.add_argument("--metric", choices=["test_error", "val_error"], default="test_error",
-                   help="the error to plot (default: test_error)")
-    p.add_argument("--tuned", action="store_true",
-                   help="at each depth keep each family's trial with the lowest val_error (a grid that also "
-                        "searches the training recipe)")
-    args = p.parse_args(argv)
-    return run(lambda: analyse(open_sweep(args.out), args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
-
-
-WIDTH = "config.model.primary.width"
-
-
 def width_to_match(trials: pd.DataFrame, metric: str = "test_error") -> tuple[pd.DataFrame, str]:
     """How wide q must be to match g (rotation_width_digits): per family and primary width, the
     trial with the lowest val_error (its learning rate chosen as by_depth(tuned=True) does), with its
@@ -168,3 +151,19 @@ def width_to_match(trials: pd.DataFrame, metric: str = "test_error") -> tuple[pd
     return table, (f"{reference}; q first matches it at width {first['width']} ({first['params_primary']:,} "
                    f"primary parameters, {first['params_primary'] / g['params_primary']:.3g}x g's) with "
                    f"{first['mean']:.3g} ± {first['std']:.2g}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser("analysis.depth", __doc__)
+    p.add_argument("--metric", choices=["test_error", "val_error"], default="test_error",
+                   help="the error to plot (default: test_error)")
+    p.add_argument("--tuned", action="store_true",
+                   help="at each depth keep each family's trial with the lowest val_error (a grid that also "
+                        "searches the training recipe)")
+    args = p.parse_args(argv)
+    return run(lambda: analyse(open_sweep(args.out), args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

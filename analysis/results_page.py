@@ -24,6 +24,7 @@ import argparse
 import json
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -90,7 +91,7 @@ class Claim:
     body: list[str]
 
 
-def export(runs: Path, log=print) -> list[str]:
+def export(runs: Path, log: Callable[[str], None] = print) -> list[str]:
     """Copy each finished sweep in `runs` to DATA as compact Parquet files; return their names.
 
     Beside the tables go the space file and the trial budgets the sweep ran with (`--num-samples`
@@ -616,7 +617,7 @@ def threats(experiments: list[Experiment], claims: list[Claim]) -> list[str]:
         "and the flat-in-size rule (a) carries the check.",
         "- **Budget bookkeeping.** `--num-samples` overrides the space file's trial budget and was not recorded "
         "with the older runs: the trials actually run per study are in the compute table below.",
-        f"- **Not run:** {', '.join(n for n in EXPERIMENTS if n not in {e.name for e in experiments}) or 'nothing'}"
+        f"- **Not run:** {', '.join(n for n in EXPERIMENTS if n not in ran) or 'nothing'}"
         " of the shipped experiments; the depth experiment on MNIST / CIFAR-10"
         + ("".join(f"; {name} as now specified" for name in stale)
            + " (generic teacher; teacher_dims at n in {2, 8} with 1,000 / 3,000 instances, two teacher seeds, "
