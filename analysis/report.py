@@ -79,7 +79,7 @@ def header(sweep: Sweep) -> list[str]:
             f"- experiment `{sweep.experiment}`, task `{sweep.task}`, results in `{sweep.out}`",
             f"- {len(t)} trials: {statuses} ({families})",
             f"- wall time: {duration(t['wall_s'].sum())} of training summed over trials; run {span}",
-            f"- hypersweep {t['version'].iloc[0]}, commit {str(t['git_commit'].iloc[0])[:10]}; "
+            f"- hypersweep {t['version'].iloc[0]}, source `{t['git_commit'].iloc[0]}`; "
             f"report written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC", ""]
 
 

@@ -25,17 +25,57 @@ import tempfile
 import uuid
 from pathlib import Path
 
+# SIGTERM (a scheduler's, `kill`'s) and SIGHUP (the terminal or the SSH connection of `ray submit` went away)
+# stop a sweep as Ctrl-C does. The first one is turned into a SIGINT: while Tune runs, its handler ends the
+# running trials and keeps every finished one; before that, Python raises KeyboardInterrupt. `received`
+# remembers which signal it was, for the exit code (128 + signal) and the message.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+received: list[int] = []
+
+
+def on_stop_signal(signum: int, frame) -> None:
+    first = not received
+    received.append(signum)
+    if signum == signal.SIGHUP:
+        detach_from_terminal()
+        if not first:
+            return  # a shell that goes away may hang up twice; one stop is enough
+    if callable(signal.getsignal(signal.SIGINT)):  # Tune's handler or Python's default one
+        os.kill(os.getpid(), signal.SIGINT)
+    else:  # SIGINT ignored (a background job) or left to the system: stop here instead
+        raise KeyboardInterrupt
+
+
+def detach_from_terminal() -> None:
+    """After a hang-up, writing to the terminal fails (EIO): send stdout and stderr to /dev/null. What the
+    sweep says from now on still reaches its log in --out (OUT/launch.log)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for fd in (1, 2):
+        with contextlib.suppress(OSError):
+            os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+def install_stop_handlers() -> None:
+    """Here, for the imports; again once Ray is up, since ray.init installs a SIGTERM handler of its own."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, on_stop_signal)
+
+
+install_stop_handlers()
+
 try:
     from hypersweep import __version__, frontier, search_space
     from hypersweep.config import ConfigError
-    from hypersweep.results import ResultStore, is_remote, load_epochs, load_trials
-except KeyboardInterrupt:  # Ctrl-C while Python still imports torch: nothing has started
+    from hypersweep.results import ResultStore, is_remote, load_epochs, load_trials, source_id
+except KeyboardInterrupt:  # a stop while Python still imports torch: nothing has started
     print("interrupted before the sweep started: nothing to resume", file=sys.stderr)
-    sys.exit(128 + signal.SIGINT)
+    sys.exit(128 + (received[0] if received else signal.SIGINT))
 
 DEFAULT_SPACE = Path(__file__).resolve().parent.parent / "search_spaces" / "quickstart.yaml"
 MANIFEST = "sweep.json"  # what a sweep is: its id, studies, storage (no password) and trial budgets
 SPACE_COPY = "space.yaml"  # the search space a sweep ran, kept in its --out for --resume
+LOG = "launch.log"  # every line the driver printed to its terminal, kept in a local --out (and after a hang-up)
 STORAGE_ENV = "HYPERSWEEP_STORAGE"  # --storage's default: keeps a database password off the command line
 
 
@@ -54,10 +94,13 @@ class Plan:
     manifest: dict  # sweep.json as it will be after this launch
     space_text: str | None  # the space file to save (a new sweep), else None
     resume: bool
+    address: str | None = None  # the Ray cluster joined (--address or RAY_ADDRESS); None: an embedded Ray
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m hypersweep.launch", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="store_true",
+                   help="print the version and the source identifier that trial rows record (git_commit)")
     p.add_argument("space", nargs="?", help=f"search-space YAML (default: {DEFAULT_SPACE.name}; "
                                             f"with --resume: the one saved in --out)")
     p.add_argument("--out", help="results directory or URI (default: results/<experiment>)")
@@ -70,6 +113,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "with --resume: the one the sweep recorded)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted sweep in --out")
     args = p.parse_args(argv)
+    if args.version:
+        print(f"hypersweep {__version__} (source {source_id()})")
+        p.exit(0)
     for name in ("num_samples", "max_concurrent"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
@@ -298,22 +344,22 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def print_frontier(spec: search_space.SweepSpec, out: str) -> None:
+def print_frontier(spec: search_space.SweepSpec, out: str, write=print) -> None:
     trials = load_trials(out)
     o = spec.objective
     table = frontier.smallest(trials, o.error_targets or list(frontier.DEFAULT_TARGETS), o.metric, o.report, o.count,
                               epochs=load_epochs(out))
-    print(f"\nSmallest architecture per error target ({o.metric} <= target; {o.report} reported):")
-    print(frontier.format_table(table, o.count, o.report))
+    write(f"\nSmallest architecture per error target ({o.metric} <= target; {o.report} reported):")
+    write(frontier.format_table(table, o.count, o.report))
     ratio = frontier.ratios(table, o.count)
     if not ratio["variant"].astype(bool).any():
         ratio = ratio.drop(columns="variant")
     if any("/" in c for c in ratio.columns):
-        print(f"\nRatio of {o.count} to the hypernetwork's at equal target:")
-        print(ratio.to_string(index=False, formatters={c: "{:,.1f}x".format for c in ratio.columns if "/" in c},
+        write(f"\nRatio of {o.count} to the hypernetwork's at equal target:")
+        write(ratio.to_string(index=False, formatters={c: "{:,.1f}x".format for c in ratio.columns if "/" in c},
                               na_rep="-"))
     counts = trials.groupby(["family", "status"], observed=True).size().unstack(fill_value=0)
-    print(f"\n{len(trials)} trials in {out}/trials ({', '.join(f'{k}: {v}' for k, v in counts.sum().items())})")
+    write(f"\n{len(trials)} trials in {out}/trials ({', '.join(f'{k}: {v}' for k, v in counts.sum().items())})")
 
 
 class Stopped(Exception):
@@ -329,14 +375,19 @@ def main(argv: list[str] | None = None) -> int:
         return _main(argv)
     except KeyboardInterrupt:  # before the sweep's lock was taken (or after it was released)
         print("\ninterrupted before the sweep started: nothing to resume", file=sys.stderr)
-        return 128 + signal.SIGINT
+        return 128 + stop_signal(signal.SIGINT)
+
+
+def stop_signal(default: int) -> int:
+    """The signal that stopped the sweep: the first SIGTERM or SIGHUP received, else `default`."""
+    return received[0] if received else default
 
 
 def _main(argv: list[str] | None) -> int:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory() as scratch:
         try:
-            launch = plan(args, Path(scratch))
+            launch = dataclasses.replace(plan(args, Path(scratch)), address=args.address)
             lock = acquire_lock(launch.out)
         except (ConfigError, Refusal) as err:
             print(f"error: {err}", file=sys.stderr)
@@ -348,15 +399,15 @@ def _main(argv: list[str] | None) -> int:
         try:
             return _run(launch, args)
         except KeyboardInterrupt:
-            signum = signal.SIGINT
+            signum = stop_signal(signal.SIGINT)
         except Stopped as stop:
             signum = stop.signum
         except Refusal as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
         except OSError as err:
-            print(f"error: {launch.out}: {first_line(err)}; free the space or fix the permissions, then continue "
-                  f"with  {resume_command(launch)}", file=sys.stderr)
+            say(launch, f"error: {launch.out}: {first_line(err)}; free the space or fix the permissions, then "
+                        f"continue with  {resume_command(launch)}", err=True)
             return 1
         finally:
             if lock:
@@ -364,16 +415,33 @@ def _main(argv: list[str] | None) -> int:
                 with contextlib.suppress(OSError):  # leave no empty --out behind a launch that never started
                     lock.parent.rmdir()
         if launch.store.read_text(MANIFEST) is not None:
-            print(f"\ninterrupted: continue with  {resume_command(launch)}", file=sys.stderr)
+            say(launch, f"\ninterrupted{' (hang-up)' if signum == signal.SIGHUP else ''}: continue with  "
+                        f"{resume_command(launch)}", err=True)
         else:
             print("\ninterrupted before the sweep started: nothing to resume", file=sys.stderr)
         return 128 + signum
 
 
+def say(launch: Plan, line: str, err: bool = False) -> None:
+    """Print a line of the sweep's own and keep it in OUT/launch.log (a local --out), so that what a
+    driver said survives its terminal: a `ray submit` whose SSH connection closed, a closed laptop."""
+    with contextlib.suppress(OSError):  # a terminal gone since (before SIGHUP arrived)
+        print(line, file=sys.stderr if err else sys.stdout, flush=True)
+    if not is_remote(launch.out):
+        with contextlib.suppress(OSError), open(Path(launch.out) / LOG, "a") as fh:
+            fh.write(line.lstrip("\n") + "\n")
+
+
 def resume_command(launch: Plan) -> str:
-    """The command that continues this sweep (the storage is recorded; its password is not)."""
+    """The command that continues this sweep, to paste where it ran: the head of a cluster (with the
+    same `--address`; the output directory made absolute, as `ray submit` runs from the home directory),
+    or this machine. The storage is recorded; its password is not."""
     needs_password = "***" in (launch.manifest.get("storage") or "")
-    return (f"python -m hypersweep.launch --resume --out {launch.out}"
+    out = launch.out
+    if launch.address is not None and not is_remote(out):
+        out = str(Path(out).resolve())
+    return (f"python -m hypersweep.launch --resume --out {out}"
+            + (f" --address {launch.address}" if launch.address is not None else "")
             + (f"  (with ${STORAGE_ENV} or --storage giving the password)" if needs_password else ""))
 
 
@@ -403,35 +471,28 @@ def _run(launch: Plan, args: argparse.Namespace) -> int:
 def _sweep(launch: Plan, args: argparse.Namespace, resources: dict[str, float]) -> int:
     """On a connected Ray: record the sweep in --out, run every study in one Tuner, print the answer."""
     spec, store = launch.spec, launch.store
-    # SIGTERM (a scheduler's or `kill`'s) stops the sweep as Ctrl-C does: Ray Tune ends the running trials.
-    received = []
-
-    def on_sigterm(signum, frame):
-        received.append(signum)
-        os.kill(os.getpid(), signal.SIGINT)
-
-    signal.signal(signal.SIGTERM, on_sigterm)
+    install_stop_handlers()
     if launch.space_text is not None:
         store.write_text(SPACE_COPY, launch.space_text)
     store.write_text(MANIFEST, json.dumps(launch.manifest, indent=2))
     shown = launch.manifest["storage"] or f"sqlite:///{Path(store.root) / 'optuna.db'}"
-    print(f"hypersweep {__version__}: {spec.experiment} -> {launch.out} "
-          f"({len(spec.studies)} studies; Ray: {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs; "
-          f"Optuna: {shown})", flush=True)
+    say(launch, f"hypersweep {__version__}: {spec.experiment} -> {launch.out} "
+                f"({len(spec.studies)} studies; Ray: {resources.get('CPU', 0):g} CPUs, "
+                f"{resources.get('GPU', 0):g} GPUs; Optuna: {shown}; source {source_id()})")
     from hypersweep.search import StudyMismatch
     from hypersweep.sweep import run_sweep
 
     try:
         owed = run_sweep(spec, launch.out, launch.storage, launch.manifest["sweep_id"], launch.manifest["budgets"],
-                         args.max_concurrent, log=lambda line: print(line, flush=True))
+                         args.max_concurrent, log=lambda line: say(launch, line))
     except StudyMismatch as err:
         raise Refusal(str(err)) from None
     if owed:
-        raise Stopped(received[0] if received else signal.SIGINT)
-    print_frontier(spec, launch.out)
+        raise Stopped(stop_signal(signal.SIGINT))
+    print_frontier(spec, launch.out, write=lambda line: say(launch, line))
     trials = load_trials(launch.out)
     if not (trials["status"] != "failed").any():
-        print(f"error: every trial failed (see the error column of {launch.out}/trials)", file=sys.stderr)
+        say(launch, f"error: every trial failed (see the error column of {launch.out}/trials)", err=True)
         return 1
     return 0
 

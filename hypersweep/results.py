@@ -14,6 +14,7 @@ file of an experiment has the same schema, derived from the config dataclasses' 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -70,7 +71,7 @@ TRIAL_COLUMNS: dict[str, pa.DataType] = {
     "finished_at": pa.timestamp("ms", tz="UTC"),
     "config_hash": pa.string(),
     "version": pa.string(),
-    "git_commit": pa.string(),
+    "git_commit": pa.string(),  # the driver's source_id(): [<commit>+]sha256:<digest of the package's files>
 }
 
 EPOCH_COLUMNS: dict[str, pa.DataType] = {
@@ -149,13 +150,31 @@ def epoch_schema() -> pa.Schema:
     return pa.schema(EPOCH_COLUMNS.items(), metadata={"hypersweep.schema_version": SCHEMA_VERSION})
 
 
-def git_commit() -> str | None:
+def source_id() -> str:
+    """What code this is: `sha256:<16 hex>` of the package's source files (paths and bytes), after
+    `<commit>+` (`<commit>-dirty+` with uncommitted changes) when hypersweep runs from a git checkout.
+
+    A cluster node holds no `.git` (`ray up` does not copy it), so its rows carry the digest alone; the
+    digest of any checkout, printed by `python -m hypersweep.launch --version`, is what to compare it with.
+    """
+    return _source_id(Path(__file__).resolve().parent)
+
+
+@functools.cache
+def _source_id(package: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    files = f"sha256:{digest.hexdigest()[:16]}"
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).parent)
-    except OSError:
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=package)
+        changes = subprocess.run(["git", "status", "--porcelain", "--", "."], capture_output=True, text=True,
+                                 timeout=5, cwd=package)
+    except (OSError, subprocess.TimeoutExpired):  # no git on this machine
+        return files
+    if commit.returncode != 0 or changes.returncode != 0:  # not a checkout: an installed package
+        return files
+    return f"{commit.stdout.strip()}{'-dirty' if changes.stdout.strip() else ''}+{files}"
 
 
 def is_remote(out: str) -> bool:

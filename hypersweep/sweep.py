@@ -33,7 +33,7 @@ from ray.tune.search import Searcher
 from hypersweep import cluster, failpoints
 from hypersweep.config import RunConfig, TrainConfig, load_config
 from hypersweep.models import param_counts
-from hypersweep.results import RESULT_KEYS, ResultStore, git_commit, is_remote
+from hypersweep.results import RESULT_KEYS, ResultStore, is_remote, source_id
 from hypersweep.search import SKIPPED, Search, model_count, open_study
 from hypersweep.search_space import StudySpace, SweepSpec
 from hypersweep.tasks import build_task
@@ -214,7 +214,7 @@ class Recorder(tune.Callback):
         self.spec, self.store, self.searcher, self.log = spec, store, searcher, log
         self.spaces = {s.study: s for s in spec.studies}
         self.live: dict[str, list[dict]] = {}
-        self.commit = git_commit()
+        self.commit = source_id()
         self.done = {name: min(o.done, o.budget) for name, o in searcher.studies.items()}
         self.total = sum(o.budget for o in searcher.studies.values())
         self.started, self.finished = time.monotonic(), 0  # trials finished in this run, for the ETA

@@ -205,8 +205,9 @@ def wait_for_rows(out: Path, n: int, timeout: float = 300) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_ctrl_c_or_sigterm_stops_the_whole_sweep_and_resume_finishes_it(ray_address, tmp_path, signum, code):
+@pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_ctrl_c_sigterm_or_a_hang_up_stops_the_whole_sweep_and_resume_finishes_it(ray_address, tmp_path, signum,
+                                                                                   code):
     space = space_file(tmp_path / "s.yaml", budget={"trials": 4, "epochs": 40, "max_failures": 0},
                        families={**SPACE["families"], "standard": {"primary": {"width": {"low": 2, "high": 32}}}})
     out = tmp_path / "out"
@@ -215,10 +216,18 @@ def test_ctrl_c_or_sigterm_stops_the_whole_sweep_and_resume_finishes_it(ray_addr
     proc.send_signal(signum)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == code, stderr
-    assert stderr.strip() == f"interrupted: continue with  python -m hypersweep.launch --resume --out {out}"
+    # The sweep joined a running Ray (the tests'), so the command to paste names it.
+    hint = f"interrupted: continue with  python -m hypersweep.launch --resume --out {out} --address {ray_address}"
+    if signum == signal.SIGHUP:  # the terminal is gone: what the driver says from then on is in its log
+        assert "interrupted" not in stderr
+        hint = hint.replace("interrupted:", "interrupted (hang-up):")
+    else:
+        assert stderr.strip() == hint
+    assert (out / "launch.log").read_text().splitlines()[-1] == hint
     assert "Smallest architecture" not in stdout  # no answer from a truncated sweep
     assert len(load_trials(str(out))) < 8
-    if signum == signal.SIGTERM:
+    assert not list(out.glob("optuna.db-*")) and not (out / ".lock").exists()  # the database closed, the lock freed
+    if signum != signal.SIGINT:
         return  # what is kept is the same as after Ctrl-C: resumed once, below
     resumed = launch(ray_address, "--out", str(out), "--resume")
     assert resumed.returncode == 0, resumed.stderr
