@@ -14,6 +14,11 @@ Three traps live here so that launch.py does not have to know about them:
 - `ray.init` on an address where no Ray listens retries for minutes, printing warnings. `connect` first
   opens a TCP connection to it with a short timeout and checks that an HTTP/2 (gRPC) server answers,
   which Ray's GCS is; anything else is refused in one line.
+- A cluster in token mode (Ray's token authentication, on by default since Ray 2.59 wherever a local
+  `ray.init()` left ~/.ray/auth_token) refuses a driver without its token: `ray.init` then prints a warning a
+  second for 20 s and fails with a message that hides why. `connect` holds Ray's warnings back and names
+  the cause in one line (RAY_AUTH_MODE and the token file), as Ray joins a named address in token mode only
+  when RAY_AUTH_MODE=token says so (`--address auto` turns it on by itself where the token file exists).
 - A trial that asks for resources no node has (a GPU on a CPU-only machine) waits forever in Tune's
   queue without a word. `check_fits` refuses it at once when we started Ray ourselves (nothing can be
   added to it), and on a joined cluster waits a bounded time for one, with a task of one trial's size
@@ -28,6 +33,7 @@ import contextlib
 import os
 import socket
 import stat
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,16 +70,50 @@ def connect(address: str | None) -> dict[str, float]:
     _ours = True
     if address is not None:
         _check_answers(address)
+    said: list[str] = []
     try:
-        with _empty_working_directory():
+        with _empty_working_directory(), _stderr_held(said):
             # 'local' always starts a new Ray: with None, ray.init would join a cluster that `ray start`
             # left on this machine, which is not what "embedded" promises.
             ray.init(address=address or "local", include_dashboard=False, logging_level="ERROR",
                      log_to_driver=False)
     except Exception as err:  # ray.init raises ConnectionError, ValueError, RuntimeError, ... by case
+        if _AUTH_REFUSED in said[0] or _AUTH_REFUSED in str(err):
+            raise ClusterError(_auth_refused(address)) from None
         what = f"--address {address}: cannot join that Ray cluster" if address else "cannot start a local Ray"
         raise ClusterError(f"{what} ({_first_line(err)})") from None
+    sys.stderr.write(said[0])  # joined: Ray's warnings, if any, are the user's to see
     return ray.cluster_resources()
+
+
+_AUTH_REFUSED = "InvalidAuthToken"  # what Ray's GCS answers a client without the cluster's token
+
+
+def _auth_refused(address: str | None) -> str:
+    where = f"--address {address}" if address else "the local Ray"
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
+        return (f"{where}: the cluster refused this machine's Ray token; give it the cluster's (the head's "
+                "~/.ray/auth_token, here in ~/.ray/auth_token with mode 600, or RAY_AUTH_TOKEN_PATH)")
+    return (f"{where}: the cluster uses Ray's token authentication; run with RAY_AUTH_MODE=token and the "
+            "cluster's token in ~/.ray/auth_token (or RAY_AUTH_TOKEN_PATH), or on the head with --address auto")
+
+
+@contextlib.contextmanager
+def _stderr_held(said: list[str]) -> Iterator[None]:
+    """Collect what is written to file descriptor 2 in the block (Ray's C++ core writes there) into
+    `said[0]`, instead of showing it."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            said.append(held.read().decode(errors="replace"))
 
 
 def disconnect() -> None:

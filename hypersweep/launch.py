@@ -228,6 +228,8 @@ def resolve_space(args: argparse.Namespace, scratch: Path) -> str:
 
 def plan(args: argparse.Namespace, scratch: Path) -> Plan:
     """Every check a launch needs, before anything is created or Ray is started."""
+    if args.resume:  # the sweep to continue first: its space is read from there
+        check_out(args.out, resume=True)
     space_path = resolve_space(args, scratch)
     spec = search_space.load(space_path)
     out = args.out or f"results/{spec.experiment}"

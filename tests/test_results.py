@@ -1,6 +1,8 @@
 """The Parquet layout: one file per trial, stable dtypes, atomic writes, read whole by any tool."""
 import math
+import re
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -9,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from hypersweep.config import load_config
-from hypersweep.results import SCHEMA_VERSION, ResultStore, config_hash, load_epochs, load_trials
+from hypersweep.results import SCHEMA_VERSION, ResultStore, config_hash, load_epochs, load_trials, source_id
 
 
 def cfg(family: str, width: int = 4):
@@ -77,3 +79,31 @@ def test_small_text_files_and_emptiness(tmp_path):
     assert store.is_empty() and store.read_text("sweep.json") is None
     store.write_text("sweep.json", "{}")
     assert store.read_text("sweep.json") == "{}" and not store.is_empty()
+
+
+def test_the_source_identifier_names_the_code_with_or_without_git(tmp_path):
+    # A cluster node holds a copy of the package without .git: its rows carry the digest of the files,
+    # which the checkout they came from reports too (`python -m hypersweep.launch --version`).
+    import shutil
+    import subprocess
+
+    import hypersweep
+    from hypersweep.results import _source_id
+
+    package = Path(hypersweep.__file__).parent
+    copy = tmp_path / "node" / "hypersweep"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    on_node = _source_id(copy)
+    assert re.fullmatch(r"sha256:[0-9a-f]{16}", on_node)
+    assert source_id().endswith(f"+{on_node}") or source_id() == on_node  # a checkout: <commit>[-dirty]+digest
+    (copy / "models.py").write_text((copy / "models.py").read_text() + "\n# changed\n")
+    assert _source_id.__wrapped__(copy) != on_node
+
+    subprocess.run(["git", "init", "-q", str(copy)], check=True)
+    subprocess.run(["git", "-C", str(copy), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(copy), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "y"],
+                   check=True)
+    commit = subprocess.run(["git", "-C", str(copy), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    assert _source_id.__wrapped__(copy) == f"{commit.strip()}+{_source_id.__wrapped__(copy).split('+')[1]}"
+    (copy / "train.py").write_text("# edited, not committed\n")
+    assert _source_id.__wrapped__(copy).startswith(f"{commit.strip()}-dirty+sha256:")

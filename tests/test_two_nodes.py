@@ -88,6 +88,16 @@ def test_two_machines_token_auth_submit_hang_up_kill_resume_and_down(tmp_path):
         for node in nodes.nodes:  # one token, readable by its user alone, on every machine
             path = node.home / ".ray" / "auth_token"
             assert path.read_text().strip() == token and path.stat().st_mode & 0o777 == 0o600
+        # `ray submit` exits 1 whenever the driver does not exit 0; the driver's own line says why.
+        refused = nodes.laptop(["ray", "submit", "cluster/local.yaml", "hypersweep/launch.py", "--", "--resume",
+                                "--out", "results/none", "--address", "auto"])
+        assert refused.returncode == 1, refused.stdout[-2000:] + refused.stderr[-2000:]
+        assert "error: --out results/none: no sweep to resume" in refused.stdout + refused.stderr
+        # A named address joins in token mode only when RAY_AUTH_MODE=token says so: one line says that.
+        named = nodes.ssh(nodes.head, "python -m hypersweep.launch hypersweep/search_spaces/two_nodes.yaml "
+                                      f"--address {nodes.head.ip}:6379 --out /tmp/refused")
+        assert named.returncode == 2 and "token authentication" in named.stderr, named.stderr[-2000:]
+        assert len(named.stderr.strip().splitlines()) == 1, named.stderr[-2000:]
 
         # `ray submit` from a script, without a terminal, then Ctrl-C: ssh dies and the driver on the head
         # gets a hang-up. It stops as for SIGTERM: finished trials kept, the SQLite WAL folded back, the lock
