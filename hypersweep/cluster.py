@@ -62,6 +62,12 @@ def connect(address: str | None) -> dict[str, float]:
     """Join the Ray cluster at `address` ('auto', 'host:port', 'ray://host:port'), or start an embedded
     one on this machine when it is None; return `ray.cluster_resources()`. Raises ClusterError."""
     global _joined, _ours
+    if address == "auto" and "RAY_AUTH_MODE" not in os.environ and _has_token():
+        # What `ray.init(address="auto")` does itself since Ray 2.59: a cluster found on this machine is
+        # joined in token mode when this machine has a token (the head of cluster/*.yaml has). Ray 2.52-2.58
+        # joined without one, and a token-mode head refused the driver. Ray reads the mode once, when it is
+        # first imported, so this comes before that.
+        os.environ["RAY_AUTH_MODE"] = "token"
     import ray
 
     _joined = address is not None
@@ -87,6 +93,12 @@ def connect(address: str | None) -> dict[str, float]:
 
 
 _AUTH_REFUSED = "InvalidAuthToken"  # what Ray's GCS answers a client without the cluster's token
+
+
+def _has_token() -> bool:
+    """Whether Ray would find a token here: RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, else ~/.ray/auth_token."""
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or str(Path.home() / ".ray" / "auth_token")
+    return bool(os.environ.get("RAY_AUTH_TOKEN")) or os.path.isfile(path)
 
 
 def _auth_refused(address: str | None) -> str:

@@ -15,6 +15,7 @@ if __package__ in (None, ""):  # run as a script path (ray submit): import the i
 import argparse
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -408,7 +409,7 @@ def _main(argv: list[str] | None) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 2
         except OSError as err:
-            say(launch, f"error: {launch.out}: {first_line(err)}; free the space or fix the permissions, then "
+            say(launch.out, f"error: {launch.out}: {first_line(err)}; free the space or fix the permissions, then "
                         f"continue with  {resume_command(launch)}", err=True)
             return 1
         finally:
@@ -417,20 +418,23 @@ def _main(argv: list[str] | None) -> int:
                 with contextlib.suppress(OSError):  # leave no empty --out behind a launch that never started
                     lock.parent.rmdir()
         if launch.store.read_text(MANIFEST) is not None:
-            say(launch, f"\ninterrupted{' (hang-up)' if signum == signal.SIGHUP else ''}: continue with  "
+            say(launch.out, f"\ninterrupted{' (hang-up)' if signum == signal.SIGHUP else ''}: continue with  "
                         f"{resume_command(launch)}", err=True)
         else:
             print("\ninterrupted before the sweep started: nothing to resume", file=sys.stderr)
         return 128 + signum
 
 
-def say(launch: Plan, line: str, err: bool = False) -> None:
+def say(out: str, line: str, err: bool = False) -> None:
     """Print a line of the sweep's own and keep it in OUT/launch.log (a local --out), so that what a
-    driver said survives its terminal: a `ray submit` whose SSH connection closed, a closed laptop."""
+    driver said survives its terminal: a `ray submit` whose SSH connection closed, a closed laptop.
+
+    It takes the output directory alone: the progress callback that calls it is pickled into Tune's
+    experiment state, where nothing may hold the storage URL (a password)."""
     with contextlib.suppress(OSError):  # a terminal gone since (before SIGHUP arrived)
         print(line, file=sys.stderr if err else sys.stdout, flush=True)
-    if not is_remote(launch.out):
-        with contextlib.suppress(OSError), open(Path(launch.out) / LOG, "a") as fh:
+    if not is_remote(out):
+        with contextlib.suppress(OSError), open(Path(out) / LOG, "a") as fh:
             fh.write(line.lstrip("\n") + "\n")
 
 
@@ -478,7 +482,7 @@ def _sweep(launch: Plan, args: argparse.Namespace, resources: dict[str, float]) 
         store.write_text(SPACE_COPY, launch.space_text)
     store.write_text(MANIFEST, json.dumps(launch.manifest, indent=2))
     shown = launch.manifest["storage"] or f"sqlite:///{Path(store.root) / 'optuna.db'}"
-    say(launch, f"hypersweep {__version__}: {spec.experiment} -> {launch.out} "
+    say(launch.out, f"hypersweep {__version__}: {spec.experiment} -> {launch.out} "
                 f"({len(spec.studies)} studies; Ray: {resources.get('CPU', 0):g} CPUs, "
                 f"{resources.get('GPU', 0):g} GPUs; Optuna: {shown}; source {source_id()})")
     from hypersweep.search import StudyMismatch
@@ -486,15 +490,15 @@ def _sweep(launch: Plan, args: argparse.Namespace, resources: dict[str, float]) 
 
     try:
         owed = run_sweep(spec, launch.out, launch.storage, launch.manifest["sweep_id"], launch.manifest["budgets"],
-                         args.max_concurrent, log=lambda line: say(launch, line))
+                         args.max_concurrent, log=functools.partial(say, launch.out))
     except StudyMismatch as err:
         raise Refusal(str(err)) from None
     if owed:
         raise Stopped(stop_signal(signal.SIGINT))
-    print_frontier(spec, launch.out, write=lambda line: say(launch, line))
+    print_frontier(spec, launch.out, write=functools.partial(say, launch.out))
     trials = load_trials(launch.out)
     if not (trials["status"] != "failed").any():
-        say(launch, f"error: every trial failed (see the error column of {launch.out}/trials)", err=True)
+        say(launch.out, f"error: every trial failed (see the error column of {launch.out}/trials)", err=True)
         return 1
     return 0
 

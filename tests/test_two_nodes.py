@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 import yaml
 
@@ -53,7 +54,15 @@ def wait(condition, what: str, timeout: float = 300, every: float = 0.5):
 
 
 def drivers(nodes: TwoNodes) -> list:
-    return [p for p in nodes.processes(nodes.head) if "launch" in " ".join(p.cmdline())]
+    """The head's processes running hypersweep's launch (`python ~/launch.py`, `-m hypersweep.launch`)."""
+    found = []
+    for proc in nodes.processes(nodes.head):
+        try:
+            if "launch" in " ".join(proc.cmdline()):
+                found.append(proc)
+        except psutil.Error:  # ended while we looked
+            continue
+    return found
 
 
 def test_two_machines_token_auth_submit_hang_up_kill_resume_and_down(tmp_path):
@@ -67,8 +76,8 @@ def test_two_machines_token_auth_submit_hang_up_kill_resume_and_down(tmp_path):
         # The Quick start on the head: a local ray.init() writes the token and turns token mode on.
         quick = nodes.ssh(nodes.head, "python -c 'import ray; ray.init(); ray.shutdown()'")
         assert quick.returncode == 0, quick.stderr[-2000:]
-        token = (nodes.head.home / ".ray" / "auth_token").read_text().strip()
-        assert token
+        token_file = nodes.head.home / ".ray" / "auth_token"
+        quick_start_token = token_file.read_text().strip() if token_file.exists() else None  # Ray >= 2.59
 
         original = (nodes.checkout / "cluster" / "local.yaml").read_text()
         edited = cluster_file(original, nodes)
@@ -81,6 +90,8 @@ def test_two_machines_token_auth_submit_hang_up_kill_resume_and_down(tmp_path):
 
         up = nodes.laptop(["ray", "up", "-y", "cluster/local.yaml"])
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+        token = token_file.read_text().strip()  # the head kept the Quick start's token, or made one
+        assert token and token == (quick_start_token or token)
         # The README's `ray status` through `ray exec`: both machines joined.
         wait(lambda: re.search(r"Active:\s*\n\s*2 ", nodes.laptop(
             ["ray", "exec", "cluster/local.yaml", "RAY_AUTH_MODE=token ray status"], timeout=120).stdout),
@@ -108,7 +119,8 @@ def test_two_machines_token_auth_submit_hang_up_kill_resume_and_down(tmp_path):
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=laptop_env(),
                                      start_new_session=True,
                                      preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-        wait(lambda: rows(nodes), "the first trial")
+        wait(lambda: rows(nodes) or submitted.poll() is not None, "the first trial")
+        assert submitted.poll() is None, submitted.communicate()[0][-3000:]  # still running, trials landing
         os.killpg(submitted.pid, signal.SIGINT)
         submitted.communicate(timeout=60)
         wait(lambda: not drivers(nodes), "the driver to stop", timeout=90)

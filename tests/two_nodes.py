@@ -227,9 +227,10 @@ class TwoNodes:
         init = node.init_pid()
         ns = os.readlink(f"/proc/{init}/ns/pid")
         found = []
-        for proc in psutil.process_iter(["pid", "name"]):
+        for proc in psutil.process_iter(["pid", "name", "status"]):
             try:
-                if proc.pid != init and os.readlink(f"/proc/{proc.pid}/ns/pid") == ns and proc.info["name"] != "sshd":
+                if (proc.pid != init and os.readlink(f"/proc/{proc.pid}/ns/pid") == ns and proc.info["name"] != "sshd"
+                        and proc.info["status"] != psutil.STATUS_ZOMBIE):  # ended, about to be reaped
                     found.append(proc)
             except (OSError, psutil.Error):
                 continue  # ended while we looked
