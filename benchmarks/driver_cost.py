@@ -169,11 +169,13 @@ def filled(spec, space, n: int, tmp: Path) -> str:
 class After:
     """The driver after the split: hypersweep.search.Search, as SweepSearcher uses it."""
 
-    def __init__(self, spec, space, storage: str, trials: int):
+    def __init__(self, spec, space, storage: str, trials: int, sampler: str = "shipped"):
         study = optuna.load_study(study_name=space.study, storage=storage)
         study.set_user_attr(_search.OWNER_ATTR, "driver_cost")
         study.set_user_attr(_search.SPACE_ATTR, _search.fingerprint(space, spec.objective))
         study = _search.open_study(spec, space, storage, "driver_cost", trials)
+        if sampler == "tpe" and hasattr(study.sampler, "tpe"):  # BoundedTPE wraps Optuna's TPE: ask that directly
+            study.sampler = study.sampler.tpe
         self.study, self.spec, self.space = study, spec, space
         self.search = None
 
@@ -233,13 +235,14 @@ def start_running(storage: str, space, k: int) -> None:
                 t.suggest_float(p.name, p.low, p.high, log=p.log)
 
 
-def measure(objective_type: str, n: int, asks: int, profile: bool = False, running: int = 0) -> dict[str, Any]:
+def measure(objective_type: str, n: int, asks: int, profile: bool = False, running: int = 0,
+            sampler: str = "shipped") -> dict[str, Any]:
     """Fill a fresh study with `n` trials (and `running` running), then time `asks` ask + tell rounds (ms each)."""
     with tempfile.TemporaryDirectory() as tmp:
         spec, space = spec_for(objective_type, Path(tmp))
         storage = filled(spec, space, n, Path(tmp))
         start_running(storage, space, running)
-        driver = (After if CODE == "after" else Before)(spec, space, storage, spec.budget.trials)
+        driver = After(spec, space, storage, spec.budget.trials, sampler)
         start = time.perf_counter()
         driver.start()
         open_s = time.perf_counter() - start
@@ -271,7 +274,8 @@ def measure(objective_type: str, n: int, asks: int, profile: bool = False, runni
             ask_ms.append((t1 - t0) * 1e3)
             tell_ms.append((t3 - t2) * 1e3)
         proposals = len(driver.study.get_trials(deepcopy=False)) - before
-    out = {"code": CODE, "objective": objective_type, "trials_in_study": n, "running": running, "asks": asks,
+    out = {"code": CODE, "sampler": sampler, "objective": objective_type, "trials_in_study": n, "running": running,
+           "asks": asks,
            "ask_ms_median": round(statistics.median(ask_ms), 2), "ask_ms_mean": round(statistics.fmean(ask_ms), 2),
            "tell_ms_median": round(statistics.median(tell_ms), 2),
            "tell_ms_mean": round(statistics.fmean(tell_ms), 2),
@@ -291,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--objective", choices=["pareto", "constrained", "both"], default="both")
     parser.add_argument("--running", type=int, default=0, help="trials left running in the study (other slots)")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the timed rounds")
+    parser.add_argument("--sampler", default="shipped", help="shipped (make_sampler's), tpe (Optuna's plain TPE), "
+                        "or both, comma-separated")
     parser.add_argument("--json", metavar="PATH", help="also write the results here")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")  # experimental-feature and deprecation warnings of either checkout
@@ -299,11 +305,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for objective in objectives:
         for n in map(int, args.trials.split(",")):
-            row = measure(objective, n, args.asks, args.profile, args.running)
-            if "profile" in row:
-                print(row.pop("profile"))
-            print(json.dumps(row), flush=True)
-            rows.append(row)
+            for sampler in args.sampler.split(","):
+                row = measure(objective, n, args.asks, args.profile, args.running, sampler)
+                if "profile" in row:
+                    print(row.pop("profile"))
+                print(json.dumps(row), flush=True)
+                rows.append(row)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0

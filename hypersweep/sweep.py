@@ -34,7 +34,7 @@ from hypersweep import cluster, failpoints
 from hypersweep.config import RunConfig, TrainConfig, load_config
 from hypersweep.models import param_counts
 from hypersweep.results import RESULT_KEYS, ResultStore, git_commit, is_remote
-from hypersweep.search import SKIPPED, Search, model_count, open_study
+from hypersweep.search import SKIPPED, Search, model_count, open_study, rdb_storage
 from hypersweep.search_space import StudySpace, SweepSpec
 from hypersweep.tasks import build_task
 from hypersweep.train import train
@@ -301,18 +301,21 @@ def trial_row(spec: SweepSpec, space: StudySpace, cfg: RunConfig, number: int, t
     }
 
 
-def reconcile(spec: SweepSpec, space: StudySpace, study: optuna.Study, store: ResultStore,
+def reconcile(spec: SweepSpec, space: StudySpace, storage: optuna.storages.BaseStorage, store: ResultStore,
               log: Callable[[str], None] = print) -> int:
     """Make a study and its Parquet rows agree after an interruption; return trials done.
 
     A trial told to Optuna whose row was not written yet gets its row from the study. A
-    trial still RUNNING was interrupted: it is marked FAIL (`status: interrupted`) and its
-    parameters are queued again, so the resumed sweep reruns it.
+    trial still RUNNING was interrupted: it is marked FAIL with `status: interrupted` and its
+    parameters are queued again (the new trial's `retry_of` names it), so the resumed sweep
+    reruns it.
     """
+    study = optuna.load_study(study_name=space.study, storage=storage)
     have = store.finished(space.family, space.study)
     for t in study.get_trials(deepcopy=False):
         status = t.user_attrs.get("status")
         if t.state == optuna.trial.TrialState.RUNNING:
+            mark_interrupted(storage, space.study, t.number)
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)
             study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
             log(f"[{space.study}] trial #{t.number} was interrupted: queued again")
@@ -325,6 +328,17 @@ def reconcile(spec: SweepSpec, space: StudySpace, study: optuna.Study, store: Re
             have.add(t.number)
             log(f"[{space.study}] trial #{t.number}: row rebuilt from the study")
     return len(have)
+
+
+def mark_interrupted(storage: optuna.storages.BaseStorage, study: str, number: int) -> None:
+    """Set `status: interrupted` on a trial that was running when its driver stopped.
+
+    Optuna's Study can write a user attribute only on a trial it asked in this process;
+    a trial left RUNNING by a driver that died is reached through the storage the sweep
+    opened, by its study name and number.
+    """
+    trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study), number)
+    storage.set_trial_user_attr(trial_id, "status", "interrupted")
 
 
 def run_sweep(spec: SweepSpec, out: str, storage: str | optuna.storages.BaseStorage, sweep_id: str,
@@ -342,10 +356,12 @@ def run_sweep(spec: SweepSpec, out: str, storage: str | optuna.storages.BaseStor
         log(f"removed {removed} partial file(s) left by a crash")
     for path in store.remove_corrupt_files():  # a trial's row comes back from its study below
         log(f"removed {path}: not readable Parquet")
+    if isinstance(storage, str):
+        storage = rdb_storage(storage)
     studies: dict[str, Owed] = {}
     for space in spec.studies:
         study = open_study(spec, space, storage, sweep_id, budgets[space.study])
-        done = reconcile(spec, space, study, store, log)
+        done = reconcile(spec, space, storage, store, log)
         studies[space.study] = Owed(Search(study, space, spec.objective, model_count(spec, space)),
                                     budgets[space.study], done)
     remaining = sum(max(0, o.owed) for o in studies.values())
