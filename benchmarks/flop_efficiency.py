@@ -12,7 +12,7 @@ import torch
 
 from benchmarks.measure import Result, Size, best_times, compare, torch_threads
 from hypersweep.config import ModelConfig, RunConfig, load_config
-from hypersweep.models import layer_shapes, mlp_params
+from hypersweep.counts import layer_shapes, mlp_params
 from hypersweep.tasks import Task, build_task
 from hypersweep.train import resolve_device, train
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from hypersweep.config import ConfigError, RunConfig, bounds, load_config, parse, read_yaml
-from hypersweep.models import param_counts
+from hypersweep.counts import param_counts
 from hypersweep.tasks import Task, build_task
 
 FAMILIES = ("hyper", "embedding", "standard")

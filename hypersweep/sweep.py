@@ -32,12 +32,13 @@ from ray.tune.search import Searcher
 
 from hypersweep import cluster, failpoints
 from hypersweep.config import RunConfig, TrainConfig, load_config
-from hypersweep.models import param_counts
+from hypersweep.counts import param_counts
 from hypersweep.results import RESULT_KEYS, ResultStore, git_commit, is_remote
-from hypersweep.search import SKIPPED, Search, model_count, open_study, rdb_storage
+from hypersweep.search import Search, model_count, open_study, rdb_storage
 from hypersweep.search_space import StudySpace, SweepSpec
 from hypersweep.tasks import build_task
 from hypersweep.train import train
+from hypersweep.vocab import TRAINED
 
 ASHA_REDUCTION = 4  # ASHA keeps the best quarter of the trials at each rung
 STUDY_KEY = "study"  # the key of a Tune trial's config that names its Optuna study
@@ -319,7 +320,7 @@ def reconcile(spec: SweepSpec, space: StudySpace, storage: optuna.storages.BaseS
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)
             study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
             log(f"[{space.study}] trial #{t.number} was interrupted: queued again")
-        elif t.state.is_finished() and t.number not in have and status not in (None, "interrupted", *SKIPPED):
+        elif t.state.is_finished() and t.number not in have and status in TRAINED:  # not a legacy repeat/larger
             cfg = load_config(space.config(t.params))
             error = "recorded in the study only (driver stopped)" if status == "failed" else None
             row = trial_row(spec, space, cfg, t.number, t.user_attrs.get("ray_trial_id"), status,

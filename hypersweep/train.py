@@ -35,7 +35,8 @@ try:
         null_if_nan,
         read_yaml,
     )
-    from hypersweep.models import build_model, param_counts
+    from hypersweep.counts import param_counts
+    from hypersweep.models import build_model
     from hypersweep.tasks import Split, Task
 except KeyboardInterrupt:  # Ctrl-C while the CLI still imports torch (seconds); a library import re-raises
     if __name__ != "__main__":

@@ -41,7 +41,7 @@ def test_the_scale_benchmark_runs_every_study_through_the_sweep_on_a_tiny_size()
 
 def test_driver_cost_times_ask_and_tell_on_a_filled_sqlite_study():
     row = driver_cost.measure("pareto", 20, 2)
-    assert row["code"] == "after" and row["trials_in_study"] == 20 and row["proposals_per_ask"] >= 1
+    assert row["trials_in_study"] == 20 and row["proposals_per_ask"] >= 1 and row["skipped_in_study"] == 0
     assert row["ask_ms_median"] > 0 and row["tell_ms_median"] > 0
 
 
