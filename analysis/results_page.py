@@ -47,8 +47,8 @@ from analysis.evidence import (
 from analysis.loading import Missing
 from analysis.report import markdown
 from hypersweep.frontier import flag_text, flag_texts, ratios, smallest
-from hypersweep.launch import MANIFEST
-from hypersweep.results import load_epochs, load_trials
+from hypersweep.manifest import MANIFEST, owed, read_manifest
+from hypersweep.results import ResultStore, load_epochs, load_trials
 from hypersweep.search_space import Objective, SweepSpec, load
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,12 +104,10 @@ def export(runs: Path, log: Callable[[str], None] = print) -> list[str]:
         out = runs / name
         if not (out / "trials").is_dir() or not (out / MANIFEST).is_file():
             continue
-        manifest = json.loads((out / MANIFEST).read_text())
+        manifest = read_manifest(ResultStore(str(out)))
         trials = load_trials(str(out))
-        have = trials.groupby("study").size()
-        owed = sum(max(0, budget - int(have.get(study, 0))) for study, budget in manifest["budgets"].items())
-        if owed:
-            log(f"{out}: {owed} trials still owed, not exported (continue it with "
+        if missing := owed(manifest, trials.groupby("study").size().to_dict()):
+            log(f"{out}: {missing} trials still owed, not exported (continue it with "
                 f"python -m hypersweep.launch --resume --out {out})")
             continue
         trials.to_parquet(DATA / f"{name}.trials.parquet", index=False)

@@ -14,24 +14,30 @@ import collections
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Any, Literal
 
 import optuna
 import sqlalchemy
 
-from hypersweep.config import load_config, null_if_nan
+from hypersweep.config import null_if_nan
 from hypersweep.counts import param_counts
-from hypersweep.results import RESULT_KEYS
+from hypersweep.results import RESULT_KEYS, ResultStore, trial_row
 from hypersweep.search_space import Objective, Param, StudySpace, SweepSpec, grid_space
+from hypersweep.tasks import load_config
 from hypersweep.vocab import (
     DIVERGED,
     FAILED,
+    INTERRUPTED,
     OK,
     OWNER_ATTR,
     PRUNED,
+    RAY_TRIAL_ATTR,
     RESULT_ATTR,
+    RETRY_OF_ATTR,
     SPACE_ATTR,
     STATUS_ATTR,
+    TRAINED,
     TrainedStatus,
 )
 
@@ -341,3 +347,43 @@ def tell_result(study: optuna.Study, trial: optuna.Trial, status: TrainedStatus,
         values = count if objective.type == "constrained" else [result[objective.metric], count]
     trial.set_user_attr(STATUS_ATTR, status)
     return study.tell(trial, values, state=state)
+
+
+def reconcile(spec: SweepSpec, space: StudySpace, storage: optuna.storages.BaseStorage, store: ResultStore,
+              log: Callable[[str], None] = print) -> int:
+    """Make a study and its Parquet rows agree after an interruption; return trials done.
+
+    A trial told to Optuna whose row was not written yet gets its row from the study. A
+    trial still RUNNING was interrupted: it is marked FAIL with `status: interrupted` and its
+    parameters are queued again (the new trial's `retry_of` names it), so the resumed sweep
+    reruns it.
+    """
+    study = optuna.load_study(study_name=space.study, storage=storage)
+    have = store.finished(space.family, space.study)
+    for t in study.get_trials(deepcopy=False):
+        status = t.user_attrs.get(STATUS_ATTR)
+        if t.state == optuna.trial.TrialState.RUNNING:
+            mark_interrupted(storage, space.study, t.number)
+            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+            study.enqueue_trial(t.params, user_attrs={RETRY_OF_ATTR: t.number}, skip_if_exists=False)
+            log(f"[{space.study}] trial #{t.number} was interrupted: queued again")
+        elif t.state.is_finished() and t.number not in have and status in TRAINED:  # not a legacy repeat/larger
+            cfg = load_config(space.config(t.params))
+            error = "recorded in the study only (driver stopped)" if status == FAILED else None
+            row = trial_row(spec, space, cfg, t.number, t.user_attrs.get(RAY_TRIAL_ATTR), status,
+                            t.user_attrs.get(RESULT_ATTR), error)
+            store.write_trial(space.family, space.study, cfg, row, [])
+            have.add(t.number)
+            log(f"[{space.study}] trial #{t.number}: row rebuilt from the study")
+    return len(have)
+
+
+def mark_interrupted(storage: optuna.storages.BaseStorage, study: str, number: int) -> None:
+    """Set `status: interrupted` on a trial that was running when its driver stopped.
+
+    Optuna's Study can write a user attribute only on a trial it asked in this process;
+    a trial left RUNNING by a driver that died is reached through the storage the sweep
+    opened, by its study name and number.
+    """
+    trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study), number)
+    storage.set_trial_user_attr(trial_id, STATUS_ATTR, INTERRUPTED)

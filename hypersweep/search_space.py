@@ -28,9 +28,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from hypersweep.config import ConfigError, RunConfig, bounds, load_config, parse, read_yaml
+from hypersweep.config import ConfigError, RunConfig, bounds, parse, read_yaml
 from hypersweep.counts import param_counts
-from hypersweep.tasks import Task, build_task
+from hypersweep.tasks import Task, build_task, load_config
 
 FAMILIES = ("hyper", "embedding", "standard")
 MODEL_KEYS = {"primary", "conditioner", "embedding_dim", "activation", "bias", "primary_bias"}

@@ -30,10 +30,10 @@ import optuna
 import pandas as pd
 
 from hypersweep import search_space
-from hypersweep.config import ConfigError, load_config
+from hypersweep.config import ConfigError
 from hypersweep.search import Search, make_sampler, model_count
 from hypersweep.search_space import StudySpace, SweepSpec, grid_space
-from hypersweep.tasks import Task, build_task
+from hypersweep.tasks import Task, build_task, load_config
 from hypersweep.train import train
 
 TOLERANCE = 1.1  # "found" = meets the target with at most 10% more parameters than the smallest

@@ -3,9 +3,8 @@ import optuna
 import yaml
 
 from hypersweep.results import ResultStore, load_trials
-from hypersweep.search import Search, model_count, open_study, rdb_storage
+from hypersweep.search import Search, model_count, open_study, rdb_storage, reconcile
 from hypersweep.search_space import load
-from hypersweep.sweep import reconcile
 
 TEACHER = {"name": "teacher", "dim_x": 2, "dim_i": 4, "train_instances": 50, "points": 8}
 

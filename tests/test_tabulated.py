@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from hypersweep import search_space, tabulated
-from hypersweep.config import load_config
 from hypersweep.counts import param_counts
+from hypersweep.tasks import load_config
 
 SPACE = {
     "experiment": "tiny",

@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from hypersweep.config import load_config
+from hypersweep.tasks import load_config
 from hypersweep.train import main, resolve_device, train
 
 TEACHER = {"name": "teacher", "dim_x": 2, "dim_i": 4, "seed": 0}
