@@ -10,8 +10,9 @@ as the searcher does for each Tune trial:
 - ask: `Search.ask()` and `set_user_attr("ray_trial_id")` (`SweepSearcher.suggest`);
 - tell: `Search.tell(trial, "ok", result)` (`SweepSearcher.on_trial_complete`).
 
-`--sampler tpe` asks Optuna's TPE itself where the checkout wraps it (24d17a4's `BoundedTPE`,
-which modelled at most 300 + 100 finished trials). `--before PATH` also runs the same
+`--sampler tpe` lets TPE model every trained trial (`Search(bound=None)`; at 24d17a4, Optuna's
+TPE itself instead of `BoundedTPE`); `shipped` bounds it as a sweep does (`search.Bound`: at
+most 300 + 100). `--before PATH` also runs the same
 measurement against another checkout (this file runs there through PYTHONPATH, so it imports
 nothing of `benchmarks`) and prints the ratio of each median ask, side by side in one run:
 
@@ -166,14 +167,16 @@ class Driver:
         study.set_user_attr(search.OWNER_ATTR, "driver_cost")
         study.set_user_attr(search.SPACE_ATTR, search.fingerprint(space, spec.objective))
         study = search.open_study(spec, space, storage, "driver_cost", trials)
-        if sampler == "tpe" and hasattr(study.sampler, "tpe"):  # BoundedTPE wraps Optuna's TPE: ask that directly
+        if sampler == "tpe" and hasattr(study.sampler, "tpe"):  # 24d17a4's BoundedTPE wraps Optuna's TPE: ask that
             study.sampler = study.sampler.tpe
-        self.study, self.spec, self.space = study, spec, space
+        self.study, self.spec, self.space, self.sampler = study, spec, space, sampler
         self.search: Any = None
 
     def start(self) -> None:
         count = search.model_count(self.spec, self.space)
-        self.search = search.Search(self.study, self.space, self.spec.objective, count)
+        # This checkout bounds what TPE models through Search(bound=...); None models every trial.
+        unbounded = {"bound": None} if self.sampler == "tpe" and hasattr(search, "Bound") else {}
+        self.search = search.Search(self.study, self.space, self.spec.objective, count, **unbounded)
 
     def ask(self, trial_id: str):
         trial = self.search.ask()

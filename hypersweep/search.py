@@ -17,6 +17,7 @@ import json
 from collections.abc import Callable
 from typing import Any, Literal
 
+import numpy as np
 import optuna
 import sqlalchemy
 
@@ -46,6 +47,16 @@ TPE_CANDIDATES = 24  # TPE's candidates per proposal (Optuna's default): its cos
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 TRIED = (*FINISHED, optuna.trial.TrialState.RUNNING)  # states whose parameters are not trained again
 Skip = Literal["repeat", "larger"]  # why Search.ask passed over a proposal
+
+
+@dataclasses.dataclass(frozen=True)
+class Bound:
+    """How many trained trials TPE models at most: its cost per proposal is linear in them
+    (at 2,000 trials a bound of 300 made a proposal 2-3x cheaper: BENCHMARKS.md, driver cost)."""
+
+    limit: int = 300  # trained trials modelled after a trim ...
+    best: int = 60  # ... always including the best this many in TPE's order (ties kept whole), then the most recent
+    slack: int = 100  # trials added between two trims back to `limit`
 
 
 class StudyMismatch(Exception):
@@ -87,6 +98,52 @@ def make_sampler(spec: SweepSpec, space: StudySpace, trials: int) -> optuna.samp
                                              seed=s.seed)
     return optuna.samplers.TPESampler(n_startup_trials=s.startup_trials or max(3, min(10, trials // 4)),
                                       n_ei_candidates=TPE_CANDIDATES, seed=s.seed, multivariate=True)
+
+
+def tpe_best(trials: list[optuna.trial.FrozenTrial], directions: list[optuna.study.StudyDirection],
+             n: int) -> list[int]:
+    """Indices into `trials` (finished, oldest first) of the best `n`, in the order TPE fills its
+    "good" group: feasible complete trials by value (several objectives: by non-domination
+    rank), then feasible pruned ones (furthest trained first), then infeasible ones (least
+    violation first), ties in trial order. Complete trials tied with the last one taken are all
+    taken (equal values; the whole last Pareto rank): TPE itself breaks those ties (by
+    hypervolume for several objectives) on whatever is kept, so none may be dropped here.
+    """
+    sign = np.array([-1.0 if d == optuna.study.StudyDirection.MAXIMIZE else 1.0 for d in directions])
+    violation = [sum(max(0.0, c) for c in t.constraints.values()) for t in trials]
+    complete = [k for k, t in enumerate(trials) if t.state == optuna.trial.TrialState.COMPLETE and violation[k] <= 0]
+    values = np.array([trials[k].values for k in complete], dtype=float).reshape(len(complete), -1) * sign
+    rank = values[:, 0] if len(directions) == 1 else pareto_ranks(values, enough=n)
+    by_rank = np.argsort(rank, kind="stable")
+    if 0 < n <= len(complete):  # the n best complete trials, and every one tied with the last of them
+        return [complete[k] for k in by_rank if rank[k] <= rank[by_rank[n - 1]]]
+
+    def pruned_key(k: int) -> tuple[float, float]:
+        steps = trials[k].intermediate_values
+        if not steps:
+            return 1.0, 0.0
+        last = max(steps)
+        return -last, steps[last] * sign[0] if np.isfinite(steps[last]) else np.inf
+
+    pruned = [k for k, t in enumerate(trials) if t.state == optuna.trial.TrialState.PRUNED and violation[k] <= 0]
+    infeasible = sorted((k for k in range(len(trials)) if violation[k] > 0), key=lambda k: violation[k])
+    return ([complete[k] for k in by_rank] + sorted(pruned, key=pruned_key) + infeasible)[:n]
+
+
+def pareto_ranks(values: np.ndarray, enough: int | None = None) -> np.ndarray:
+    """Non-domination rank of each row (0: the Pareto front), all objectives minimised; once the
+    fronts ranked hold `enough` rows, the rest share the next rank."""
+    ranks = np.zeros(len(values), dtype=int)
+    remaining, rank = np.arange(len(values)), 0
+    while remaining.size:
+        if enough is not None and len(values) - remaining.size >= enough:
+            ranks[remaining] = rank
+            break
+        v = values[remaining]
+        dominated = ((v[:, None, :] >= v[None, :, :]).all(-1) & (v[:, None, :] > v[None, :, :]).any(-1)).any(1)
+        ranks[remaining[~dominated]] = rank
+        remaining, rank = remaining[dominated], rank + 1
+    return ranks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,15 +266,17 @@ class Search:
     """
 
     def __init__(self, study: optuna.Study, space: StudySpace, objective: Objective,
-                 count: ModelCount | None = None):
+                 count: ModelCount | None = None, bound: Bound | None = Bound()):
         self.study, self.space, self.objective, self.count = study, space, objective, count
         self.sampler, study.sampler = study.sampler, optuna.samplers.RandomSampler()
+        # Only TPE is bounded: a grid needs every visited point, NSGA-II its generations.
+        self.bound = bound if isinstance(self.sampler, optuna.samplers.TPESampler) else None
         self.suggest = DefineByRun(space.params)
         self.tried: dict[tuple, int] = {}  # params -> number of a trial that trained or trains them
         self.best: tuple[int, int] | None = None  # (count, number) of the smallest model meeting the target
         self.proposals = 0  # the sampler's proposals, accepted or not
         self.skipped: collections.Counter[Skip] = collections.Counter()
-        self.trained: list[optuna.trial.FrozenTrial] = []  # what the view models: the study's trained trials
+        self.trained: list[optuna.trial.FrozenTrial] = []  # the study's trained trials, oldest first
         self.pending: dict[int, dict[str, Any]] = {}  # study trial number -> its proposal's sampler attributes
         self.queued = 0  # trials queued in the study before this driver (reconcile's retries), asked first
         for t in study.get_trials(deepcopy=False):
@@ -230,16 +289,32 @@ class Search:
             self.queued += t.state == optuna.trial.TrialState.WAITING
         self.view = self._new_view()
 
+    @property
+    def modelled(self) -> list[optuna.trial.FrozenTrial]:
+        """The trained trials the sampler models now, oldest first."""
+        return self._modelled
+
     def _new_view(self) -> optuna.Study:
-        """A fresh in-memory study of the trained trials, for the sampler to propose on."""
+        """A fresh in-memory study of the trained trials (cut to the bound), for the sampler to propose on."""
+        self._modelled = list(self.trained)
+        if self.bound is not None:  # TPE ignores FAIL trials
+            finished = [t for t in self.trained if t.state in FINISHED]
+            self._modelled = finished if len(finished) <= self.bound.limit else self._cut(finished)
         verbosity = optuna.logging.get_verbosity()
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "A new study created in memory" each time
         try:
             view = optuna.create_study(directions=self.study.directions, sampler=self.sampler)
         finally:
             optuna.logging.set_verbosity(verbosity)
-        view.add_trials(self.trained)
+        view.add_trials(self._modelled)
+        self.in_view = len(self._modelled)  # trials in the view, proposals passed over included
         return view
+
+    def _cut(self, finished: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+        """The best `bound.best` of `finished` in TPE's order and the most recent others, `bound.limit` in all."""
+        best = set(tpe_best(finished, self.study.directions, self.bound.best))
+        recent = [k for k in range(len(finished) - 1, -1, -1) if k not in best][:max(0, self.bound.limit - len(best))]
+        return [finished[k] for k in sorted(best.union(recent))]
 
     def _note_feasible(self, count: float, constraints: dict[str, float], number: int) -> None:
         if all(c <= 0 for c in constraints.values()) and (self.best is None or count < self.best[0]):
@@ -291,6 +366,7 @@ class Search:
         proposal = self.view.ask()
         self.suggest(proposal)
         self.proposals += 1
+        self.in_view += 1
         return proposal
 
     def _accept(self, proposal: optuna.Trial) -> optuna.Trial:
@@ -326,10 +402,14 @@ class Search:
             state=told.state, values=told.values, params=told.params, distributions=told.distributions,
             system_attrs=self.pending.pop(trial.number, {}), constraints=told.constraints or None)
         self.trained.append(modelled)
-        if len(self.view.get_trials(deepcopy=False)) > 2 * len(self.trained) + 100:
-            self.view = self._new_view()  # drop the passed-over proposals (each search step reads every trial)
-        else:
+        over_bound = self.bound is not None and len(self._modelled) >= self.bound.limit + self.bound.slack
+        # Passed-over proposals pile up as FAIL trials in the view, and a proposal reads every trial.
+        if over_bound or self.in_view > 2 * len(self._modelled) + 100:
+            self.view = self._new_view()
+        elif self.bound is None or modelled.state in FINISHED:
             self.view.add_trial(modelled)
+            self._modelled.append(modelled)
+            self.in_view += 1
 
 
 def tell_result(study: optuna.Study, trial: optuna.Trial, status: TrainedStatus, result: dict[str, Any] | None,

@@ -1,9 +1,12 @@
 """The Optuna side of a sweep, without Ray: real SQLite studies, real Parquet rows."""
+import math
+
+import numpy as np
 import optuna
 import yaml
 
 from hypersweep.results import ResultStore, load_trials
-from hypersweep.search import Search, model_count, open_study, rdb_storage, reconcile
+from hypersweep.search import Bound, Search, model_count, open_study, params_key, rdb_storage, reconcile, tpe_best
 from hypersweep.search_space import load
 
 TEACHER = {"name": "teacher", "dim_x": 2, "dim_i": 4, "train_instances": 50, "points": 8}
@@ -49,3 +52,80 @@ def test_a_trial_running_when_the_driver_died_is_marked_interrupted_and_queued_a
     retry = Search(resumed, space, spec.objective, model_count(spec, space)).ask()  # the resumed sweep's first
     assert retry.params == running.params
     assert resumed.trials[retry.number].user_attrs["retry_of"] == running.number
+
+
+SPACE = {"primary": {"width": {"low": 1, "high": 64, "log": True}, "depth": {"choices": [1, 2]}},
+         "train": {"lr": {"low": 0.001, "high": 0.01, "log": True}}}
+
+
+def teacher_result(params: dict) -> dict:
+    """A made-up but deterministic result: the error falls with the size and is best near lr 3e-3."""
+    size = params["model.primary.width"] * params["model.primary.depth"]
+    error = size ** -0.5 * (1 + abs(math.log10(params["train.lr"] / 3e-3)))
+    return trained(error, size)
+
+
+def tpe() -> optuna.samplers.TPESampler:
+    return optuna.samplers.TPESampler(n_startup_trials=5, seed=3, multivariate=True)
+
+
+def searched(tmp_path, objective: dict, trials: int, bound: Bound, name: str = "optuna") -> Search:
+    spec = load_space(tmp_path, objective=objective, **SPACE)
+    space = spec.studies[0]
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / name}.db", sampler=tpe(),
+                                directions=["minimize"] * (2 if objective["type"] == "pareto" else 1))
+    search = Search(study, space, spec.objective, model_count(spec, space), bound)
+    for k in range(trials):
+        trial = search.ask()
+        result = teacher_result(trial.params)
+        search.tell(trial, "pruned" if k % 7 == 3 else "ok", result)
+    return search
+
+
+def test_below_its_bound_the_search_proposes_what_plain_tpe_proposes(tmp_path):
+    objective = {"type": "constrained", "target": 0.3}
+    bounded = searched(tmp_path, objective, 20, Bound(limit=30, best=4, slack=5), "bounded")
+    plain = searched(tmp_path, objective, 20, None, "plain")
+    assert [t.params for t in bounded.study.trials] == [t.params for t in plain.study.trials]
+    assert len(bounded.modelled) == 20  # every trained trial, none cut yet
+
+
+def test_past_its_bound_tpe_models_the_best_and_the_latest_trials_and_proposes_as_tpe_on_them(tmp_path):
+    bound = Bound(limit=12, best=4, slack=5)
+    search = searched(tmp_path, {"type": "constrained", "target": 0.3}, 40, bound)
+    assert bound.limit <= len(search.modelled) <= bound.limit + bound.slack  # cut back to 12, grown by at most 5
+    trials = search.study.trials
+    feasible = sorted((t for t in trials if t.state == optuna.trial.TrialState.COMPLETE
+                       and t.constraints["error_target"] <= 0), key=lambda t: (t.value, t.number))
+    modelled = {params_key(t.params) for t in search.modelled}
+    assert {params_key(t.params) for t in feasible[:bound.best]} <= modelled  # the smallest meeting the target stay
+    assert params_key(trials[-1].params) in modelled  # and so does the latest trial
+    # A new driver (same seed) trims the study the same way, and its next proposal is plain TPE's
+    # on exactly the trials it kept.
+    resumed = Search(optuna.load_study(study_name=search.study.study_name, storage=f"sqlite:///{tmp_path}/optuna.db",
+                                       sampler=tpe()), search.space, search.objective, search.count, bound)
+    kept = resumed.modelled
+    assert len(kept) == bound.limit
+    assert {params_key(t.params) for t in feasible[:bound.best]} <= {params_key(t.params) for t in kept}
+    twin = optuna.create_study(sampler=tpe(), directions=["minimize"])
+    twin.add_trials(kept)
+    for _ in range(3):
+        expected, proposal = twin.ask(), resumed.view.ask()  # the view: what the search's sampler proposes on
+        resumed.suggest(expected)
+        resumed.suggest(proposal)
+        assert proposal.params == expected.params
+        twin.tell(expected, state=optuna.trial.TrialState.FAIL)
+        resumed.view.tell(proposal, state=optuna.trial.TrialState.FAIL)
+
+
+def test_a_two_objective_tie_at_the_cut_is_kept_whole_for_tpe_to_break(tmp_path):
+    bound = Bound(limit=10, best=3, slack=4)
+    search = searched(tmp_path, {"type": "pareto", "targets": [0.3]}, 30, bound)
+    complete = [t for t in search.trained if t.state == optuna.trial.TrialState.COMPLETE]
+    values = np.array([t.values for t in complete])
+    front = {params_key(t.params) for t, v in zip(complete, values, strict=True)
+             if not ((values <= v).all(1) & (values < v).any(1)).any()}
+    assert len(front) > bound.best  # the front is wider than the best kept: a tie at the cut
+    best = tpe_best(complete, search.study.directions, bound.best)
+    assert {params_key(complete[k].params) for k in best} == front  # all of the front, not the most accurate 3
+    assert front <= {params_key(t.params) for t in search.modelled}
