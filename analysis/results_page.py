@@ -50,6 +50,7 @@ from hypersweep.frontier import flag_text, flag_texts, ratios, smallest
 from hypersweep.manifest import MANIFEST, owed, read_manifest
 from hypersweep.results import ResultStore, load_epochs, load_trials
 from hypersweep.search_space import Objective, SweepSpec, load
+from hypersweep.vocab import COMPARED, CONDITIONED, OK
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "docs" / "results" / "data"
@@ -151,7 +152,7 @@ def on(label: str) -> str:
 def smallest_draws(trials: pd.DataFrame, family: str, target: float, metric: str, count: str, samples: int,
                    rng: np.random.Generator) -> np.ndarray:
     """The smallest `count` meeting `target` in `samples` resamples of one family's ok trials; inf where none does."""
-    mine = trials[(trials["family"] == family) & (trials["status"] == "ok")].dropna(subset=[metric])
+    mine = trials[(trials["family"] == family) & (trials["status"] == OK)].dropna(subset=[metric])
     if mine.empty:
         return np.full(samples, np.inf)
     errors, sizes = mine[metric].to_numpy(float), mine[count].to_numpy(float)
@@ -249,7 +250,7 @@ def ratio_rows(trials: pd.DataFrame, table: pd.DataFrame, metric: str, count: st
     rows = []
     for target in val.index:
         row = {"target": target}
-        for family in ("embedding", "standard"):
+        for family in COMPARED:
             column = f"{family}/hyper"
             value = val[column].get(target, np.nan) if column in val else np.nan
             if pd.isna(value):
@@ -274,7 +275,7 @@ def times(table: pd.DataFrame, column: str, target: float, digits: str) -> str:
 def size_verdict(trials: pd.DataFrame, table: pd.DataFrame, metric: str, count: str,
                  samples: int) -> tuple[str, str]:
     """size_claim's rule on one teacher's trials and frontier."""
-    target = tightest_shared(table, ["hyper", "embedding"])
+    target = tightest_shared(table, list(CONDITIONED))
     if target is None:
         return INCONCLUSIVE, "no error target was reached by both the hypernetwork and the embedding"
     value = table.set_index(["family", "target"]).loc[("embedding", target), count] / \
@@ -312,7 +313,7 @@ def total_claim(exp: Experiment | None, samples: int, title: str) -> Claim:
 
 def total_verdict(trials: pd.DataFrame, table: pd.DataFrame, metric: str, samples: int) -> tuple[str, str]:
     """total_claim's rule on one teacher's trials and its frontier by total parameters."""
-    others = [f for f in ("embedding", "standard") if f in set(trials["family"])]
+    others = [f for f in COMPARED if f in set(trials["family"])]
     target = tightest_shared(table, ["hyper", *others])
     if target is None:
         return INCONCLUSIVE, "no target reached by every family"
@@ -381,7 +382,7 @@ def slope_claim(exp: Experiment | None, samples: int) -> Claim:
 def slope_verdict(fits: scaling.Fits, cond: str) -> tuple[str, str]:
     """slope_claim's rule on one condition of a fit."""
     table = fits.table[fits.table["variant"] == cond].set_index("family")
-    if not {"hyper", "embedding"} <= set(table.index):
+    if not set(CONDITIONED) <= set(table.index):
         return INCONCLUSIVE, "the hypernetwork or the embedding was not run"
     h, e = table.loc["hyper"], table.loc["embedding"]
     m, n = int(e.get("dim_x", 0)), int(e.get("dim_i", 0))
@@ -427,7 +428,7 @@ def predicted_ratios(fits: pd.DataFrame) -> pd.DataFrame:
     for cond, group in fits.groupby("variant", sort=False):
         slope = group.set_index("family")["slope"]
         row = group.iloc[0]
-        if {"hyper", "embedding"} <= set(slope.index) and "dim_x" in row and "dim_i" in row:
+        if set(CONDITIONED) <= set(slope.index) and "dim_x" in row and "dim_i" in row:
             rows.append({"condition": cond or "-", "measured embedding/hyper": slope["embedding"] / slope["hyper"],
                          "paper (m+n)/m": (row["dim_x"] + row["dim_i"]) / row["dim_x"]})
     return pd.DataFrame(rows, columns=["condition", "measured embedding/hyper", "paper (m+n)/m"])

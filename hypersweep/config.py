@@ -21,6 +21,8 @@ from typing import Any, Literal
 
 import yaml
 
+from hypersweep.vocab import Family
+
 
 class ConfigError(ValueError):
     """A bad configuration value; `str()` is one line naming the key."""
@@ -214,7 +216,7 @@ class MLPConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    family: Literal["hyper", "embedding", "standard"] = "hyper"
+    family: Family = "hyper"
     primary: MLPConfig = MLPConfig()
     conditioner: MLPConfig = MLPConfig(width=64, depth=2)
     embedding_dim: int = field(default=16, metadata=bounds(1))

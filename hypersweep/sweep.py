@@ -37,7 +37,7 @@ from hypersweep.search import Search, model_count, open_study, rdb_storage, reco
 from hypersweep.search_space import StudySpace, SweepSpec
 from hypersweep.tasks import build_task, load_config
 from hypersweep.train import train
-from hypersweep.vocab import FAILED, PRUNED, TrainedStatus
+from hypersweep.vocab import FAILED, PRUNED, RAY_TRIAL_ATTR, TrainedStatus
 
 ASHA_REDUCTION = 4  # ASHA keeps the best quarter of the trials at each rung
 STUDY_KEY = "study"  # the key of a Tune trial's config that names its Optuna study
@@ -82,7 +82,7 @@ class SweepSearcher(Searcher):
         if owed.owed <= 0:
             return Searcher.FINISHED
         trial = owed.search.ask()
-        trial.set_user_attr("ray_trial_id", trial_id)
+        trial.set_user_attr(RAY_TRIAL_ATTR, trial_id)
         owed.running += 1
         self.trials[trial_id] = (name, trial)
         self.numbers[trial_id] = trial.number
@@ -263,7 +263,7 @@ class Recorder(tune.Callback):
         searched = " ".join(f"{k.rsplit('.', 1)[-1]}={v:.3g}" if isinstance(v, float) else f"{k.rsplit('.', 1)[-1]}={v}"
                             for k, v in params.items())
         metric, count = self.spec.objective.metric, self.spec.objective.count
-        score = f"{metric} {row[metric]:.3g}" if row.get(metric) is not None and status != "failed" else error or ""
+        score = f"{metric} {row[metric]:.3g}" if row.get(metric) is not None and status != FAILED else error or ""
         name = f"{space.family} {space.label}".strip()
         return (f"[{name} {self.done[space.study]}/{budget} | all {all_done}/{self.total}, ETA {_duration(eta)}] "
                 f"#{number} {searched} -> {status} {score} {count} {row[count]}")

@@ -32,6 +32,7 @@ try:
     from hypersweep.counts import param_counts
     from hypersweep.models import build_model
     from hypersweep.tasks import Kind, Split, Task, build_task, load_config  # load_config: also imported from here
+    from hypersweep.vocab import DIVERGED, OK
 except KeyboardInterrupt:  # Ctrl-C while the CLI still imports torch (seconds); a library import re-raises
     if __name__ != "__main__":
         raise
@@ -180,7 +181,7 @@ def _train(cfg: RunConfig, task: Task, device: torch.device, on_epoch: Callable[
                 if t.schedule == "cosine" else None)
     order = torch.Generator().manual_seed(t.seed)
 
-    status, epoch, train_s, metrics = "ok", 0, 0.0, {}
+    status, epoch, train_s, metrics = OK, 0, 0.0, {}
     for epoch in range(1, t.epochs + 1):
         epoch_start = time.perf_counter()
         model.train()
@@ -198,26 +199,26 @@ def _train(cfg: RunConfig, task: Task, device: torch.device, on_epoch: Callable[
         train_loss = (loss_sum / steps_per_epoch).mean().item()
         train_s += time.perf_counter() - epoch_start
         if not math.isfinite(train_loss):
-            status = "diverged"
+            status = DIVERGED
             break
         model.eval()
         val_errors, disagreement = evaluate(model, data["val"], task.kind)
         metrics = {"epoch": epoch, "train_loss": train_loss, **_summary("val", val_errors),
                    "replica_disagreement": disagreement}
         if not math.isfinite(metrics["val_error"]):
-            status = "diverged"
+            status = DIVERGED
             break
         if on_epoch:
             on_epoch(metrics)
 
-    if status == "ok":
+    if status == OK:
         test_errors, disagreement = evaluate(model, data["test"], task.kind)
         final = {**metrics, **_summary("test", test_errors), "replica_disagreement": disagreement}
     else:
         nan = torch.tensor([math.nan])
         final = {"epoch": epoch, "train_loss": math.nan, "replica_disagreement": math.nan,
                  **_summary("val", nan), **_summary("test", nan)}
-    samples = (epoch if status == "ok" else epoch - 1) * n * task.train.points
+    samples = (epoch if status == OK else epoch - 1) * n * task.train.points
     return {
         "status": status,
         **final,

@@ -10,7 +10,9 @@ from typing import Literal, get_args
 
 Family = Literal["hyper", "embedding", "standard"]
 FAMILIES: tuple[Family, ...] = get_args(Family)
+HYPER: Family = "hyper"
 CONDITIONED: tuple[Family, ...] = ("hyper", "embedding")  # the families with a conditioner (f or e)
+COMPARED: tuple[Family, ...] = ("embedding", "standard")  # the families whose size is compared with the hypernetwork's
 
 # How a trial ended. The first four come from training and each has a Parquet row; `interrupted`
 # is a trial that was running when its driver stopped: it has no row and is queued again.
