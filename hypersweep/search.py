@@ -248,16 +248,36 @@ def check_study(spec: SweepSpec, space: StudySpace, storage: optuna.storages.Bas
     return True
 
 
+class Accepted(optuna.samplers.BaseSampler):
+    """The sampler of a study under `Search`: it hands out the parameters Search accepted (`params`).
+
+    Search proposes on its in-memory view with the sweep's sampler; asking the study itself
+    with this one costs no sampling, and no more writes than the trial's own. A trial queued
+    with fixed parameters (`enqueue_trial`) keeps them: Optuna uses those before any sampler.
+    """
+
+    def __init__(self) -> None:
+        self.params: dict[str, Any] = {}
+
+    def infer_relative_search_space(self, study, trial) -> dict:
+        return {}
+
+    def sample_relative(self, study, trial, search_space) -> dict:
+        return {}
+
+    def sample_independent(self, study, trial, param_name, param_distribution) -> Any:
+        return self.params[param_name]
+
+
 class Search:
     """One study, asked and told by one driver: `ask()` -> a trial worth training, `tell(...)` its result.
 
     The study holds only what was trained (and what was training when a driver stopped):
     the sampler proposes on `view`, an in-memory study of the same trials, and a proposal
     not worth training (see `ask`) is told FAIL there, never written to the study. An
-    accepted proposal is queued in the study (`enqueue_trial`) and asked from it, so the
+    accepted proposal is asked from the study with the same parameters, so the
     study's trial numbers count trained trials. The study's own sampler is taken over for
-    the view; the study is left a RandomSampler, which a queued trial's fixed parameters
-    bypass.
+    the view; the study is left an `Accepted` sampler, which hands out the accepted point.
 
     The driver is the only writer while it runs, so what it has asked and told is kept in
     memory: the parameters tried (trained, stopped early or training) and the smallest model
@@ -268,7 +288,7 @@ class Search:
     def __init__(self, study: optuna.Study, space: StudySpace, objective: Objective,
                  count: ModelCount | None = None, bound: Bound | None = Bound()):
         self.study, self.space, self.objective, self.count = study, space, objective, count
-        self.sampler, study.sampler = study.sampler, optuna.samplers.RandomSampler()
+        self.sampler, study.sampler = study.sampler, Accepted()
         # Only TPE is bounded: a grid needs every visited point, NSGA-II its generations.
         self.bound = bound if isinstance(self.sampler, optuna.samplers.TPESampler) else None
         self.suggest = DefineByRun(space.params)
@@ -370,10 +390,10 @@ class Search:
         return proposal
 
     def _accept(self, proposal: optuna.Trial) -> optuna.Trial:
-        """Queue `proposal`'s parameters in the study and ask it there: the trial to train."""
-        self.study.enqueue_trial(proposal.params)
+        """Ask the study for a trial with `proposal`'s parameters: the trial to train."""
+        self.study.sampler.params = proposal.params
         trial = self.study.ask()
-        self.suggest(trial)  # the queued values: the study's trial gets the parameters and their distributions
+        self.suggest(trial)  # the study's sampler answers with the proposal's values
         return self._started(trial, proposal)
 
     def _started(self, trial: optuna.Trial, proposal: optuna.Trial) -> optuna.Trial:
