@@ -17,7 +17,9 @@ from hypersweep.models import build_model
 KEYS = {"ours", "baseline", "unit", "ratio", "goal", "met"}
 
 
-@pytest.mark.parametrize("name", [n for n in run.BENCHMARKS if n not in ("sweep_parallel", "sweep_scale")])
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.slow) if n == "search_efficiency" else n  # 60 replays: ~30 s
+    for n in run.BENCHMARKS if n not in ("sweep_parallel", "sweep_scale")])
 def test_each_benchmark_runs_on_a_tiny_size(name):
     check(run.BENCHMARKS[name]("tiny"))
 
@@ -29,6 +31,7 @@ def test_the_sweep_benchmark_runs_on_a_tiny_size(ray_address):
     assert result.details["plain_parallel_s"] > 0  # the two-process reference ran
 
 
+@pytest.mark.slow  # starts a Ray of its own
 def test_the_scale_benchmark_runs_every_study_through_the_sweep_on_a_tiny_size():
     result = run.BENCHMARKS["sweep_scale"]("tiny")
     check(result)

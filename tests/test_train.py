@@ -162,6 +162,7 @@ def test_a_refused_config_ends_the_real_process_in_one_line(tmp_path):
     assert proc.stderr.count("\n") == 1
 
 
+@pytest.mark.slow  # interrupts a real process mid-training
 def test_ctrl_c_during_training_ends_in_one_line_and_exit_130(tmp_path):
     path = write_config(tmp_path, {"task": TEACHER, "train": {"epochs": 10_000}})
     # Shells started in the background ignore SIGINT, and children inherit that: restore the default.
