@@ -1,12 +1,15 @@
 """The Optuna side of a sweep: studies, samplers, what to train next, what a result means.
 
 One Optuna study per family and variant (`StudySpace.study`) in an RDB storage is the
-source of truth: it holds every trial's parameters, its state and (as user attributes)
-its result. `Search` wraps one study for a driver that asks and tells many times: it keeps
-an index of the parameters already tried and the smallest model known to meet the target,
-so a proposal and a result cost the same at trial 2,000 as at trial 20. Nothing here
-imports Ray: the Tune searcher (`hypersweep.sweep`) and offline replays
-(`hypersweep.tabulated`) share it.
+source of truth: it holds every trained trial's parameters, its state and (as user
+attributes) its result. `Search` wraps one study for a driver that asks and tells many
+times: the sampler proposes on an in-memory copy of the study (bounded for TPE), and an
+index of the parameters already tried and the smallest model known to meet the target
+decide what is worth training, so a result costs the same at trial 2,000 as at trial 300
+and a proposal at most 1.25x more (BENCHMARKS.md, driver cost). `reconcile` makes a study and
+its Parquet rows agree when a sweep resumes. Nothing here imports Ray or torch: the Tune
+searcher (`hypersweep.sweep`), offline replays (`hypersweep.tabulated`) and the analysis
+share it.
 """
 from __future__ import annotations
 
@@ -52,7 +55,7 @@ Skip = Literal["repeat", "larger"]  # why Search.ask passed over a proposal
 @dataclasses.dataclass(frozen=True)
 class Bound:
     """How many trained trials TPE models at most: its cost per proposal is linear in them
-    (at 2,000 trials a bound of 300 made a proposal 2-3x cheaper: BENCHMARKS.md, driver cost)."""
+    (at 2,000 trials this bound made an ask 2.1-2.7x cheaper: BENCHMARKS.md, driver cost)."""
 
     limit: int = 300  # trained trials modelled after a trim ...
     best: int = 60  # ... always including the best this many in TPE's order (ties kept whole), then the most recent
@@ -281,8 +284,9 @@ class Search:
 
     The driver is the only writer while it runs, so what it has asked and told is kept in
     memory: the parameters tried (trained, stopped early or training) and the smallest model
-    known to meet the constrained objective's target. A proposal still costs more as the
-    study grows (the sampler models every finished trial: BENCHMARKS.md, driver cost).
+    known to meet the constrained objective's target. TPE's cost per proposal grows with the
+    trials it models, so past `bound.limit` trained trials its view keeps only the best and the
+    most recent (`Bound`); other samplers model every trained trial.
     """
 
     def __init__(self, study: optuna.Study, space: StudySpace, objective: Objective,
