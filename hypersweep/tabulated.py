@@ -35,7 +35,7 @@ from hypersweep.search import Search, make_sampler, model_count
 from hypersweep.search_space import StudySpace, SweepSpec, grid_space
 from hypersweep.tasks import Task, build_task, load_config
 from hypersweep.train import train
-from hypersweep.vocab import OK
+from hypersweep.vocab import FOUND_AT_ATTR, OK
 
 TOLERANCE = 1.1  # "found" = meets the target with at most 10% more parameters than the smallest
 METRICS = ("status", "val_error", "test_error", "params_primary", "params_conditioner", "params_total", "wall_s")
@@ -131,7 +131,7 @@ def replay(spec: SweepSpec, space: StudySpace, table: pd.DataFrame, sampler: str
         row = rows.loc[key]
         search.tell(trial, row["status"], {k: row[k] for k in METRICS if k in row})
         if key in found:
-            study.set_user_attr("found_at", number)
+            study.set_user_attr(FOUND_AT_ATTR, number)
             break
     return study
 
@@ -142,7 +142,7 @@ def trials_to_find(spec: SweepSpec, space: StudySpace, table: pd.DataFrame, samp
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one INFO line per study and trial otherwise
     try:
-        return replay(spec, space, table, sampler, seed, max_trials, skip_larger).user_attrs.get("found_at")
+        return replay(spec, space, table, sampler, seed, max_trials, skip_larger).user_attrs.get(FOUND_AT_ATTR)
     finally:
         optuna.logging.set_verbosity(verbosity)
 

@@ -35,3 +35,4 @@ RETRY_OF_ATTR = "retry_of"  # the number of the interrupted trial whose paramete
 # User attributes of a study.
 OWNER_ATTR = "hypersweep.sweep"  # the id of the sweep that created the study
 SPACE_ATTR = "hypersweep.space"  # the fingerprint of the space it searches
+FOUND_AT_ATTR = "found_at"  # a tabulated replay's study: the trial that found the answer
