@@ -364,12 +364,9 @@ class Search:
         the space looks exhausted and the sampler's proposal is trained whatever it is.
         Trials queued in the study before (a resumed sweep's interrupted trials) come first.
         """
-        if self.queued:
+        if self.queued:  # it keeps its fixed parameters; the sampler's proposal answers for any it lacks
             self.queued -= 1
-            trial = self.study.ask()
-            self.suggest(trial)
-            self.view.enqueue_trial(trial.params)
-            return self._started(trial, self._propose())
+            return self._accept(self._propose())
         for _ in range(MAX_REPEATS):
             proposal = self._propose()
             reason = self.skip_reason(proposal.params)
@@ -460,7 +457,9 @@ def reconcile(spec: SweepSpec, space: StudySpace, storage: optuna.storages.BaseS
     A trial told to Optuna whose row was not written yet gets its row from the study. A
     trial still RUNNING was interrupted: it is marked FAIL with `status: interrupted` and its
     parameters are queued again (the new trial's `retry_of` names it), so the resumed sweep
-    reruns it.
+    reruns it. A driver killed between asking a trial and setting its parameters leaves one
+    with some unset: it never reached training, and is marked but not queued (the budget still
+    owes it, so the resumed sweep asks a new one).
     """
     study = optuna.load_study(study_name=space.study, storage=storage)
     have = store.finished(space.family, space.study)
@@ -469,6 +468,9 @@ def reconcile(spec: SweepSpec, space: StudySpace, storage: optuna.storages.BaseS
         if t.state == optuna.trial.TrialState.RUNNING:
             mark_interrupted(storage, space.study, t.number)
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+            if set(t.params) != {p.name for p in space.params}:
+                log(f"[{space.study}] trial #{t.number} was interrupted before its parameters were set")
+                continue
             study.enqueue_trial(t.params, user_attrs={RETRY_OF_ATTR: t.number}, skip_if_exists=False)
             log(f"[{space.study}] trial #{t.number} was interrupted: queued again")
         elif t.state.is_finished() and t.number not in have and status in TRAINED:  # not a legacy repeat/larger

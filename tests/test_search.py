@@ -129,3 +129,20 @@ def test_a_two_objective_tie_at_the_cut_is_kept_whole_for_tpe_to_break(tmp_path)
     best = tpe_best(complete, search.study.directions, bound.best)
     assert {params_key(complete[k].params) for k in best} == front  # all of the front, not the most accurate 3
     assert front <= {params_key(t.params) for t in search.modelled}
+
+
+def test_a_trial_interrupted_before_its_parameters_were_set_is_not_queued(tmp_path):
+    spec = load_space(tmp_path)
+    space = spec.studies[0]
+    storage = rdb_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    study = open_study(spec, space, storage, "sweep-1", 6)
+    half_asked = study.ask()  # the driver died before setting its parameters
+    lines = []
+    assert reconcile(spec, space, storage, ResultStore(str(tmp_path / "out")), lines.append) == 0
+    (only,) = optuna.load_study(study_name=space.study, storage=storage).trials  # nothing queued
+    assert only.user_attrs["status"] == "interrupted" and only.state == optuna.trial.TrialState.FAIL
+    assert lines == [f"[{space.study}] trial #{half_asked.number} was interrupted before its parameters were set"]
+    # A trial queued without parameters (by an older version) still gets a full set when asked.
+    study.enqueue_trial({}, user_attrs={"retry_of": half_asked.number})
+    trial = Search(study, space, spec.objective, model_count(spec, space)).ask()
+    assert set(trial.params) == {"model.primary.width"}
