@@ -13,7 +13,7 @@ from hypersweep import frontier
 from hypersweep.results import load_epochs, load_trials
 from hypersweep.search import MAX_REPEATS, Search
 from hypersweep.search_space import load
-from hypersweep.sweep import run_sweep
+from hypersweep.sweep import StudyASHA, make_scheduler, run_sweep, trial_status
 
 TEACHER = {"name": "teacher", "dim_x": 2, "dim_i": 4, "train_instances": 300, "points": 16}
 
@@ -82,6 +82,20 @@ def test_a_sampler_stuck_on_one_point_gets_an_untried_one_until_the_space_is_exh
     assert widths[3] == 1  # nothing is left: the sampler's proposal is trained again
     assert search.skipped == {"repeat": 3 * MAX_REPEATS} and search.proposals == 4 + 3 * MAX_REPEATS
     assert [t.params["model.primary.width"] for t in study.trials] == widths  # the study holds what trained
+
+
+def test_each_study_gets_its_own_asha_and_reports_only_at_its_rungs(tmp_path):
+    families = {"hyper": {"primary": {"width": {"low": 1, "high": 8}}}, "standard": {"train": {"epochs": 3}}}
+    spec = load_space(tmp_path, families, objective={"type": "constrained", "target": 0.1},
+                      budget={"trials": 2, "epochs": 20, "grace_epochs": 1})
+    scheduler, rungs = make_scheduler(spec)
+    assert isinstance(scheduler, StudyASHA) and set(scheduler.schedulers) == {"t-hyper", "t-standard"}
+    assert rungs == {"t-hyper": {1, 4, 16}, "t-standard": {1}}  # grace x 4^k up to each study's last epoch
+    pareto = load_space(tmp_path / "p", families)  # no early stopping under pareto: no reports before the end
+    assert make_scheduler(pareto) == (None, {"t-hyper": frozenset(), "t-standard": frozenset()})
+    assert trial_status({"final": True, "status": "diverged"}, error=False) == "diverged"
+    assert trial_status({"epoch": 4}, error=False) == "pruned"  # stopped by the scheduler before its end
+    assert trial_status(None, error=True) == "failed"
 
 
 def test_diverged_and_broken_trials_are_recorded_and_the_sweep_goes_on(ray_address, tmp_path):
