@@ -42,9 +42,26 @@ def test_the_scale_benchmark_runs_every_study_through_the_sweep_on_a_tiny_size()
     assert not d["torch_in_workers"]  # the simulated trial keeps 64 workers light
 
 
-def test_driver_cost_times_ask_and_tell_on_a_filled_sqlite_study():
-    row = driver_cost.measure("pareto", 20, 2)
-    assert row["trials_in_study"] == 20 and row["proposals_per_ask"] >= 1 and row["skipped_in_study"] == 0
+def test_a_simulated_trial_answers_from_the_table_without_ray():
+    from benchmarks import simulated_trial
+
+    width, depth = next(iter(simulated_trial.rows()))
+    config = {"model.primary.width": width, "model.primary.depth": depth, "train.lr": 0.003}
+    result, seconds = simulated_trial.answer(config)
+    row = simulated_trial.rows()[(width, depth)]
+    assert result["params_primary"] == row["params_primary"] and seconds == row["wall_s"]
+    assert result["val_error"] == pytest.approx(row["val_error"], rel=0.03)  # lr 3e-3: only the seed's jitter
+    slower = simulated_trial.answer({**config, "train.lr": 0.0003})[0]
+    assert slower["val_error"] > result["val_error"]  # a learning rate far from 3e-3 costs accuracy
+
+
+@pytest.mark.parametrize("objective", ["pareto", "constrained"])
+def test_driver_cost_times_ask_and_tell_on_a_filled_sqlite_study(objective):
+    row = driver_cost.measure(objective, 20, 2)
+    assert row["trials_in_study"] == 20 and row["proposals_per_ask"] >= 1
+    assert row["skipped_in_study"] == 0  # passed-over proposals never reach the study
+    if objective == "constrained":  # and there were some: TPE keeps proposing models larger than a feasible one
+        assert row["proposals_per_ask"] > 1
     assert row["ask_ms_median"] > 0 and row["tell_ms_median"] > 0
 
 
