@@ -47,7 +47,7 @@ from analysis.evidence import (
 from analysis.loading import Missing
 from analysis.report import markdown
 from hypersweep.frontier import flag_text, flag_texts, ratios, smallest
-from hypersweep.manifest import MANIFEST, owed, read_manifest
+from hypersweep.manifest import MANIFEST, ManifestError, owed, read_manifest
 from hypersweep.results import ResultStore, load_epochs, load_trials
 from hypersweep.search_space import Objective, SweepSpec, load
 from hypersweep.vocab import COMPARED, CONDITIONED, OK
@@ -105,7 +105,11 @@ def export(runs: Path, log: Callable[[str], None] = print) -> list[str]:
         out = runs / name
         if not (out / "trials").is_dir() or not (out / MANIFEST).is_file():
             continue
-        manifest = read_manifest(ResultStore(str(out)))
+        try:
+            manifest = read_manifest(ResultStore(str(out)))
+        except ManifestError as err:
+            log(f"{out / MANIFEST}: unreadable ({err}), not exported")
+            continue
         trials = load_trials(str(out))
         if missing := owed(manifest, trials.groupby("study").size().to_dict()):
             log(f"{out}: {missing} trials still owed, not exported (continue it with "
