@@ -84,15 +84,15 @@ def searched(tmp_path, objective: dict, trials: int, bound: Bound, name: str = "
 
 def test_below_its_bound_the_search_proposes_what_plain_tpe_proposes(tmp_path):
     objective = {"type": "constrained", "target": 0.3}
-    bounded = searched(tmp_path, objective, 12, Bound(limit=15, best=4, slack=5), "bounded")
-    plain = searched(tmp_path, objective, 12, None, "plain")
+    bounded = searched(tmp_path, objective, 10, Bound(limit=12, best=4, slack=5), "bounded")
+    plain = searched(tmp_path, objective, 10, None, "plain")
     assert [t.params for t in bounded.study.trials] == [t.params for t in plain.study.trials]
-    assert len(bounded.modelled) == 12  # every trained trial, none cut yet
+    assert len(bounded.modelled) == 10  # every trained trial, none cut yet
 
 
 def test_past_its_bound_tpe_models_the_best_and_the_latest_trials_and_proposes_as_tpe_on_them(tmp_path):
     bound = Bound(limit=12, best=4, slack=5)
-    search = searched(tmp_path, {"type": "constrained", "target": 0.3}, 30, bound)
+    search = searched(tmp_path, {"type": "constrained", "target": 0.3}, 26, bound)
     assert bound.limit <= len(search.modelled) <= bound.limit + bound.slack  # cut back to 12, grown by at most 5
     trials = search.study.trials
     feasible = sorted((t for t in trials if t.state == optuna.trial.TrialState.COMPLETE

@@ -24,6 +24,7 @@ def config(family="hyper", width=4, depth=1, **train_options):
     })
 
 
+@pytest.mark.slow  # trains until it has learnt (4-10 s on 2 busy cores)
 def test_a_hypernetwork_with_a_17_parameter_g_learns_the_teacher():
     epochs = []
     result = train(config(), on_epoch=epochs.append)
@@ -70,6 +71,7 @@ def test_replicas_report_spread_and_disagreement(family):
     assert result["params_total"] == train(config(family, epochs=1))["params_total"]
 
 
+@pytest.mark.slow  # trains replicas long enough to agree (1-10 s on 2 busy cores)
 def test_replica_disagreement_falls_as_training_proceeds():
     curve = []
     train(config(epochs=30, seeds=3), on_epoch=curve.append)
