@@ -139,6 +139,7 @@ def test_no_answer_and_a_stale_table_are_errors(tmp_path):
         tabulated.replay(stale, stale.studies[0], synthetic_table(spec, lambda w, d: 0.1 * w))
 
 
+@pytest.mark.slow  # spawns two worker processes, each importing torch
 def test_replay_cli_prints_each_studys_median(tmp_path, capsys):
     spec = load(tmp_path, families=WIDE)
     synthetic_table(spec, needs_width_20).to_parquet(tmp_path / "t.parquet")

@@ -92,6 +92,7 @@ def run_cli(tmp_path, cfg, *args, **popen):
                           capture_output=True, text=True, timeout=120, **popen)
 
 
+@pytest.mark.slow  # a real process that imports torch and trains
 def test_cli_json_prints_one_object(tmp_path):
     proc = run_cli(tmp_path, {"task": TEACHER, "model": {"family": "embedding"}, "train": {"epochs": 2}}, "--json")
     assert proc.returncode == 0, proc.stderr
