@@ -39,6 +39,7 @@ from analysis.loading import (
     variant_order,
     without_ok_trials,
 )
+from hypersweep.vocab import OK
 
 WIDTH, DEPTH = "config.model.primary.width", "config.model.primary.depth"
 
@@ -55,7 +56,7 @@ MIN_WIDTHS, MIN_WIDTH_DECADES = 4, 1.0
 
 def replicated_curves(epochs: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
     """The epochs of ok trials trained with more than one replica, where disagreement was measured."""
-    replicated = trials.loc[(trials["status"] == "ok") & (trials["seeds"] > 1), ["study", "trial"]]
+    replicated = trials.loc[(trials["status"] == OK) & (trials["seeds"] > 1), ["study", "trial"]]
     return epochs.merge(replicated, on=["study", "trial"]).dropna(subset=["replica_disagreement"])
 
 
@@ -107,7 +108,7 @@ def one_hidden_layer(trials: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, l
 
     Also one line per variant (or for the sweep) that has no such sweep.
     """
-    chosen = (trials["status"] == "ok") & (trials["family"] == "standard") & (trials[DEPTH] == 1)
+    chosen = (trials["status"] == OK) & (trials["family"] == "standard") & (trials[DEPTH] == 1)
     narrow = trials[chosen].dropna(subset=[metric]).rename(columns={WIDTH: "width"})
     widths = narrow.groupby("variant")["width"].nunique().reindex(variant_order(trials["variant"]), fill_value=0)
     missing = []

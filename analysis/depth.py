@@ -36,9 +36,9 @@ from analysis.loading import (
     variant_order,
 )
 from hypersweep.frontier import still_falling
+from hypersweep.vocab import CONDITIONED, OK
 
 DEPTH = "config.model.conditioner.depth"
-CONDITIONED = ("hyper", "embedding")  # the families with a conditioner (f or e)
 WIDTH = "config.model.primary.width"
 
 
@@ -47,7 +47,7 @@ def by_depth(trials: pd.DataFrame, metric: str = "test_error", epochs: pd.DataFr
     """Per variant, family and depth: trials, replicas, pooled mean and sample std of `metric`, and
     (with `epochs`) how many trials were still falling at the end. `tuned`: only the trial with the
     lowest val_error at each (variant, family, depth)."""
-    ok = trials[(trials["status"] == "ok") & trials["family"].isin(CONDITIONED)].dropna(subset=[metric, DEPTH])
+    ok = trials[(trials["status"] == OK) & trials["family"].isin(CONDITIONED)].dropna(subset=[metric, DEPTH])
     ok = ok.assign(depth=ok[DEPTH].astype(int), replicas=ok["seeds"], total=ok[metric] * ok["seeds"])
     if tuned:
         ok = ok.loc[ok.groupby(["variant", "family", "depth"])["val_error"].idxmin()]
@@ -130,8 +130,8 @@ def width_to_match(trials: pd.DataFrame, metric: str = "test_error") -> tuple[pd
 
     The rule is fixed before the run: 'within' is embedding mean <= hyper mean + hypot(stds), the
     replicas' spread being the noise a single architecture carries."""
-    ok = trials[(trials["status"] == "ok") & trials["family"].isin(CONDITIONED)].dropna(subset=[metric, WIDTH])
-    if not {"hyper", "embedding"} <= set(ok["family"]):
+    ok = trials[(trials["status"] == OK) & trials["family"].isin(CONDITIONED)].dropna(subset=[metric, WIDTH])
+    if not set(CONDITIONED) <= set(ok["family"]):
         raise Missing("width_to_match needs ok hyper and embedding trials")
     best = ok.loc[ok.groupby(["family", WIDTH])["val_error"].idxmin()]
     table = pd.DataFrame({"family": best["family"], "width": best[WIDTH].astype(int),

@@ -32,12 +32,13 @@ from analysis.loading import (
     without_ok_trials,
 )
 from hypersweep.frontier import SIZE_COLUMNS, format_table, pareto_front, ratios, smallest
+from hypersweep.vocab import OK
 
 
 def frontier(trials: pd.DataFrame, targets: list[float], metric: str, report: str, count: str,
              epochs: pd.DataFrame | None = None) -> pd.DataFrame:
     """hypersweep.frontier.smallest with its training-limited flags; Missing when no trial met any target."""
-    ok = trials[trials["status"] == "ok"]
+    ok = trials[trials["status"] == OK]
     if ok.empty:
         statuses = ", ".join(f"{n} {s}" for s, n in trials["status"].value_counts().items())
         raise Missing(f"no trial finished ok ({statuses})")
@@ -72,7 +73,7 @@ def unmet(table: pd.DataFrame) -> list[str]:
 def met_none(table: pd.DataFrame, trials: pd.DataFrame, metric: str) -> list[str]:
     """One line per family (and variant) with ok trials that met none of the targets: what is missing."""
     lines = []
-    ok = trials[trials["status"] == "ok"]
+    ok = trials[trials["status"] == OK]
     for (variant, family), rows in table.groupby(["variant", "family"], sort=False):
         mine = ok[(ok["variant"] == variant) & (ok["family"] == family)]
         if not rows["found"].any() and not mine.empty:
@@ -94,7 +95,7 @@ def format_ratios(ratio: pd.DataFrame, count: str) -> str:
 
 def plot_pareto(trials: pd.DataFrame, front: pd.DataFrame, metric: str, count: str, task: str, path: Path) -> Path:
     """Every ok trial (faint) and each family's Pareto front (a staircase), sizes on a log axis."""
-    ok = trials[trials["status"] == "ok"]
+    ok = trials[trials["status"] == OK]
     fig, axes = plots.panels(variant_order(ok["variant"]))
     for variant, ax in axes.items():
         for family in plots.families(ok["family"]):

@@ -21,7 +21,8 @@ import pyarrow.parquet as pq
 from hypersweep.config import ConfigError
 from hypersweep.frontier import DEFAULT_TARGETS
 from hypersweep.results import TMP_PREFIX, load_epochs, load_trials
-from hypersweep.search_space import FAMILIES, Objective, SweepSpec, load
+from hypersweep.search_space import Objective, SweepSpec, load
+from hypersweep.vocab import FAMILIES, OK
 
 MISSING_EXIT = 2  # the exit code of an answer with something missing
 
@@ -124,7 +125,7 @@ def without_ok_trials(trials: pd.DataFrame, families: tuple[str, ...] = FAMILIES
     """One line per family (and variant) among `families` that has trials but none finished ok."""
     lines = []
     for (variant, family), group in trials[trials["family"].isin(families)].groupby(["variant", "family"], sort=False):
-        if not (group["status"] == "ok").any():
+        if not (group["status"] == OK).any():
             statuses = ", ".join(f"{n} {s}" for s, n in group["status"].value_counts().items())
             lines.append(f"no ok trial of {family}{f' ({variant})' if variant else ''} ({statuses})")
     return lines

@@ -15,7 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.axis import Axis
 from matplotlib.figure import Figure
 
-from hypersweep.search_space import FAMILIES
+from hypersweep.vocab import FAMILIES
 
 # Okabe-Ito colours: distinguishable with colour-blindness and in greyscale print.
 COLOURS = {"hyper": "#0072B2", "embedding": "#D55E00", "standard": "#009E73"}

@@ -47,9 +47,10 @@ from analysis.evidence import (
 from analysis.loading import Missing
 from analysis.report import markdown
 from hypersweep.frontier import flag_text, flag_texts, ratios, smallest
-from hypersweep.launch import MANIFEST
-from hypersweep.results import load_epochs, load_trials
+from hypersweep.manifest import MANIFEST, ManifestError, owed, read_manifest
+from hypersweep.results import ResultStore, load_epochs, load_trials
 from hypersweep.search_space import Objective, SweepSpec, load
+from hypersweep.vocab import COMPARED, CONDITIONED, OK
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "docs" / "results" / "data"
@@ -104,12 +105,14 @@ def export(runs: Path, log: Callable[[str], None] = print) -> list[str]:
         out = runs / name
         if not (out / "trials").is_dir() or not (out / MANIFEST).is_file():
             continue
-        manifest = json.loads((out / MANIFEST).read_text())
+        try:
+            manifest = read_manifest(ResultStore(str(out)))
+        except ManifestError as err:
+            log(f"{out / MANIFEST}: unreadable ({err}), not exported")
+            continue
         trials = load_trials(str(out))
-        have = trials.groupby("study").size()
-        owed = sum(max(0, budget - int(have.get(study, 0))) for study, budget in manifest["budgets"].items())
-        if owed:
-            log(f"{out}: {owed} trials still owed, not exported (continue it with "
+        if missing := owed(manifest, trials.groupby("study").size().to_dict()):
+            log(f"{out}: {missing} trials still owed, not exported (continue it with "
                 f"python -m hypersweep.launch --resume --out {out})")
             continue
         trials.to_parquet(DATA / f"{name}.trials.parquet", index=False)
@@ -153,7 +156,7 @@ def on(label: str) -> str:
 def smallest_draws(trials: pd.DataFrame, family: str, target: float, metric: str, count: str, samples: int,
                    rng: np.random.Generator) -> np.ndarray:
     """The smallest `count` meeting `target` in `samples` resamples of one family's ok trials; inf where none does."""
-    mine = trials[(trials["family"] == family) & (trials["status"] == "ok")].dropna(subset=[metric])
+    mine = trials[(trials["family"] == family) & (trials["status"] == OK)].dropna(subset=[metric])
     if mine.empty:
         return np.full(samples, np.inf)
     errors, sizes = mine[metric].to_numpy(float), mine[count].to_numpy(float)
@@ -251,7 +254,7 @@ def ratio_rows(trials: pd.DataFrame, table: pd.DataFrame, metric: str, count: st
     rows = []
     for target in val.index:
         row = {"target": target}
-        for family in ("embedding", "standard"):
+        for family in COMPARED:
             column = f"{family}/hyper"
             value = val[column].get(target, np.nan) if column in val else np.nan
             if pd.isna(value):
@@ -276,7 +279,7 @@ def times(table: pd.DataFrame, column: str, target: float, digits: str) -> str:
 def size_verdict(trials: pd.DataFrame, table: pd.DataFrame, metric: str, count: str,
                  samples: int) -> tuple[str, str]:
     """size_claim's rule on one teacher's trials and frontier."""
-    target = tightest_shared(table, ["hyper", "embedding"])
+    target = tightest_shared(table, list(CONDITIONED))
     if target is None:
         return INCONCLUSIVE, "no error target was reached by both the hypernetwork and the embedding"
     value = table.set_index(["family", "target"]).loc[("embedding", target), count] / \
@@ -314,7 +317,7 @@ def total_claim(exp: Experiment | None, samples: int, title: str) -> Claim:
 
 def total_verdict(trials: pd.DataFrame, table: pd.DataFrame, metric: str, samples: int) -> tuple[str, str]:
     """total_claim's rule on one teacher's trials and its frontier by total parameters."""
-    others = [f for f in ("embedding", "standard") if f in set(trials["family"])]
+    others = [f for f in COMPARED if f in set(trials["family"])]
     target = tightest_shared(table, ["hyper", *others])
     if target is None:
         return INCONCLUSIVE, "no target reached by every family"
@@ -383,7 +386,7 @@ def slope_claim(exp: Experiment | None, samples: int) -> Claim:
 def slope_verdict(fits: scaling.Fits, cond: str) -> tuple[str, str]:
     """slope_claim's rule on one condition of a fit."""
     table = fits.table[fits.table["variant"] == cond].set_index("family")
-    if not {"hyper", "embedding"} <= set(table.index):
+    if not set(CONDITIONED) <= set(table.index):
         return INCONCLUSIVE, "the hypernetwork or the embedding was not run"
     h, e = table.loc["hyper"], table.loc["embedding"]
     m, n = int(e.get("dim_x", 0)), int(e.get("dim_i", 0))
@@ -429,7 +432,7 @@ def predicted_ratios(fits: pd.DataFrame) -> pd.DataFrame:
     for cond, group in fits.groupby("variant", sort=False):
         slope = group.set_index("family")["slope"]
         row = group.iloc[0]
-        if {"hyper", "embedding"} <= set(slope.index) and "dim_x" in row and "dim_i" in row:
+        if set(CONDITIONED) <= set(slope.index) and "dim_x" in row and "dim_i" in row:
             rows.append({"condition": cond or "-", "measured embedding/hyper": slope["embedding"] / slope["hyper"],
                          "paper (m+n)/m": (row["dim_x"] + row["dim_i"]) / row["dim_x"]})
     return pd.DataFrame(rows, columns=["condition", "measured embedding/hyper", "paper (m+n)/m"])

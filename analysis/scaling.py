@@ -53,6 +53,7 @@ from analysis.loading import (
     without_ok_trials,
 )
 from hypersweep.frontier import flat_evidence, still_falling
+from hypersweep.vocab import OK
 
 REPLICATE_KEYS = ("seed",)  # variant keys whose values repeat one condition (teacher or training seed)
 
@@ -139,7 +140,7 @@ def bootstrap(replicates: list[Replicate], targets: list[float] | None, samples:
 def fit(trials: pd.DataFrame, metric: str, count: str, targets: list[float] | None = None, samples: int = 1000,
         seed: int = 0, epochs: pd.DataFrame | None = None) -> Fits:
     """A slope per condition (variant without its seeds) and family, with its bootstrap; NaN when unfitted."""
-    ok = trials[trials["status"] == "ok"].dropna(subset=[metric, count])
+    ok = trials[trials["status"] == OK].dropna(subset=[metric, count])
     ok = ok.assign(condition=ok["variant"].map(condition), falling=still_falling(ok, epochs))
     rng = np.random.default_rng(seed)
     rows, points, draws = [], [], {}

@@ -1,25 +1,24 @@
-"""`driver_cost`: what the sweep's driver spends on Optuna per trial, with 100 or 2,000 trials
+"""`driver_cost`: what the sweep's driver spends on Optuna per trial, with 300 or 2,000 trials
 already in a study.
 
 A study of teacher_scaling's plain network (`standard`: width 2-512 log, depth 1-3, a
 continuous lr, so that no sweep exhausts the space) in a fresh SQLite file is filled with
-`--trials` finished trials (85% complete, 10% pruned, 5% skipped repeats, synthetic errors
-that fall with size), then the driver asks a trial worth training and tells its result
-`--asks` times, as the searcher does for each Tune trial:
+`--trials` finished trials (85% complete, 10% pruned, 5% failed, synthetic errors that fall
+with size), then the driver asks a trial worth training and tells its result `--asks` times,
+as the searcher does for each Tune trial:
 
 - ask: `Search.ask()` and `set_user_attr("ray_trial_id")` (`SweepSearcher.suggest`);
 - tell: `Search.tell(trial, "ok", result)` (`SweepSearcher.on_trial_complete`).
 
-Run against the code before the engine split (commit 3de1a57, where the searcher was
-`StudySearch`, an OptunaSearch subclass whose `suggest` called `ask_untried` and whose
-`on_trial_complete` told the result) it times those instead:
+`--sampler tpe` lets TPE model every trained trial (`Search(bound=None)`; at 24d17a4, Optuna's
+TPE itself instead of `BoundedTPE`); `shipped` bounds it as a sweep does (`search.Bound`: at
+most 300 + 100). `--before PATH` also runs the same
+measurement against another checkout (this file runs there through PYTHONPATH, so it imports
+nothing of `benchmarks`) and prints the ratio of each median ask, side by side in one run:
 
-    git worktree add /tmp/before 3de1a57
-    PYTHONPATH=/tmp/before python benchmarks/driver_cost.py      # before
-    python -m benchmarks.driver_cost                              # after
-    python -m benchmarks.driver_cost --profile 2000 > profile.txt # where the time goes
-
-This file imports nothing of `benchmarks` so that it runs against either checkout.
+    git worktree add /tmp/before 24d17a4
+    python -m benchmarks.driver_cost --trials 300,2000 --before /tmp/before
+    python -m benchmarks.driver_cost --profile --trials 2000 > profile.txt  # where the time goes
 """
 from __future__ import annotations
 
@@ -28,10 +27,12 @@ import cProfile
 import io
 import json
 import math
+import os
 import pstats
 import random
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -43,19 +44,11 @@ from typing import Any
 import optuna
 import yaml
 
-from hypersweep import search_space
+from hypersweep import search, search_space
 
 FAMILY = "standard"
 TARGET = 0.01  # the constrained objective's error target
-SIZES = {"tiny": ([20], 3), "quick": ([100, 2000], 10), "full": ([100, 2000], 30)}  # trials in the study, asks
-
-try:  # after the split (a4a18ad): the Optuna side on its own
-    from hypersweep import search as _search
-
-    CODE = "after"
-except ImportError:  # before it (3de1a57): everything in hypersweep.sweep
-    _search = None
-    CODE = "before"
+SKIPPED = ("repeat", "larger")  # what a proposal not worth training was marked, where it reached the study
 
 
 def space_yaml(objective: str) -> dict:
@@ -131,10 +124,10 @@ def fill(study: optuna.Study, space, objective, n: int, seed: int = 0) -> None:
         r = outcome(params, rng)
         kind = rng.random()
         constraints = {"error_target": r["val_error"] - TARGET} if objective.type == "constrained" else None
-        if kind < 0.05:
+        if kind < 0.05:  # a trial that raised: FAIL, and it stays in the study
             trials.append(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, params=params,
                                                     distributions=dists,
-                                                    user_attrs={"status": "repeat", "repeat_of": 0}))
+                                                    user_attrs={"status": "failed", "ray_trial_id": f"t{number}"}))
             continue
         user = {"status": "ok" if kind >= 0.15 else "pruned", "ray_trial_id": f"t{number}",
                 "result": {k: r[k] for k in ("val_error", "test_error", "epoch", "wall_s")}}
@@ -151,7 +144,7 @@ def fill(study: optuna.Study, space, objective, n: int, seed: int = 0) -> None:
 def filled(spec, space, n: int, tmp: Path) -> str:
     """A copy in `tmp` of a SQLite file holding the study with `n` trials (built once, then cached:
     adding 2,000 trials through Optuna's ORM takes minutes here)."""
-    space_id = zlib.crc32(repr((space.params, spec.objective.type, TARGET)).encode())
+    space_id = zlib.crc32(repr((space.params, spec.objective.type, TARGET, "failed")).encode())
     cache = Path(tempfile.gettempdir()) / "hypersweep-driver-cost" / f"{spec.objective.type}-{n}-{space_id:08x}.db"
     if not cache.exists():
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -166,20 +159,24 @@ def filled(spec, space, n: int, tmp: Path) -> str:
     return f"sqlite:///{tmp / 'optuna.db'}"
 
 
-class After:
-    """The driver after the split: hypersweep.search.Search, as SweepSearcher uses it."""
+class Driver:
+    """hypersweep.search.Search, as SweepSearcher uses it."""
 
-    def __init__(self, spec, space, storage: str, trials: int):
+    def __init__(self, spec, space, storage: str, trials: int, sampler: str = "shipped"):
         study = optuna.load_study(study_name=space.study, storage=storage)
-        study.set_user_attr(_search.OWNER_ATTR, "driver_cost")
-        study.set_user_attr(_search.SPACE_ATTR, _search.fingerprint(space, spec.objective))
-        study = _search.open_study(spec, space, storage, "driver_cost", trials)
-        self.study, self.spec, self.space = study, spec, space
-        self.search = None
+        study.set_user_attr(search.OWNER_ATTR, "driver_cost")
+        study.set_user_attr(search.SPACE_ATTR, search.fingerprint(space, spec.objective))
+        study = search.open_study(spec, space, storage, "driver_cost", trials)
+        if sampler == "tpe" and hasattr(study.sampler, "tpe"):  # 24d17a4's BoundedTPE wraps Optuna's TPE: ask that
+            study.sampler = study.sampler.tpe
+        self.study, self.spec, self.space, self.sampler = study, spec, space, sampler
+        self.search: Any = None
 
     def start(self) -> None:
-        count = _search.model_count(self.spec, self.space)
-        self.search = _search.Search(self.study, self.space, self.spec.objective, count)
+        count = search.model_count(self.spec, self.space)
+        # This checkout bounds what TPE models through Search(bound=...); None models every trial.
+        unbounded = {"bound": None} if self.sampler == "tpe" and hasattr(search, "Bound") else {}
+        self.search = search.Search(self.study, self.space, self.spec.objective, count, **unbounded)
 
     def ask(self, trial_id: str):
         trial = self.search.ask()
@@ -188,35 +185,6 @@ class After:
 
     def tell(self, trial_id: str, trial, result: dict) -> None:
         self.search.tell(trial, "ok", result)
-
-
-class Before:
-    """The driver at 3de1a57: StudySearch (an OptunaSearch) calling ask_untried and telling the result."""
-
-    def __init__(self, spec, space, storage: str, trials: int):
-        from hypersweep.sweep import make_sampler
-
-        self.study = optuna.load_study(storage=optuna.storages.RDBStorage(storage), study_name=space.study,
-                                       sampler=make_sampler(spec, space, trials))
-        self.spec, self.space, self.storage, self.trials = spec, space, storage, trials
-        self.searcher = None
-
-    def start(self) -> None:
-        from hypersweep.sweep import StudySearch
-
-        self.searcher = StudySearch(self.spec, self.space, optuna.storages.RDBStorage(self.storage), self.trials)
-
-    def ask(self, trial_id: str):
-        self.searcher.suggest(trial_id)
-
-    def tell(self, trial_id: str, trial, result: dict) -> None:
-        self.searcher.on_trial_complete(trial_id, result)
-
-
-def params_of(driver, trial_id: str, trial) -> dict[str, Any]:
-    if trial is not None:
-        return trial.params
-    return driver.searcher._ot_trials[trial_id].params  # the old code kept them only there
 
 
 def start_running(storage: str, space, k: int) -> None:
@@ -233,13 +201,14 @@ def start_running(storage: str, space, k: int) -> None:
                 t.suggest_float(p.name, p.low, p.high, log=p.log)
 
 
-def measure(objective_type: str, n: int, asks: int, profile: bool = False, running: int = 0) -> dict[str, Any]:
+def measure(objective_type: str, n: int, asks: int, profile: bool = False, running: int = 0,
+            sampler: str = "shipped") -> dict[str, Any]:
     """Fill a fresh study with `n` trials (and `running` running), then time `asks` ask + tell rounds (ms each)."""
     with tempfile.TemporaryDirectory() as tmp:
         spec, space = spec_for(objective_type, Path(tmp))
         storage = filled(spec, space, n, Path(tmp))
         start_running(storage, space, running)
-        driver = (After if CODE == "after" else Before)(spec, space, storage, spec.budget.trials)
+        driver = Driver(spec, space, storage, spec.budget.trials, sampler)
         start = time.perf_counter()
         driver.start()
         open_s = time.perf_counter() - start
@@ -249,7 +218,7 @@ def measure(objective_type: str, n: int, asks: int, profile: bool = False, runni
         profiler = cProfile.Profile() if profile else None
         t0 = time.perf_counter()  # the first round, untimed below: the driver's first look at the study
         trial = driver.ask("warm-up")
-        driver.tell("warm-up", trial, outcome(params_of(driver, "warm-up", trial), rng))
+        driver.tell("warm-up", trial, outcome(trial.params, rng))
         first_ms = (time.perf_counter() - t0) * 1e3
         for k in range(asks):
             trial_id = f"bench{k}"
@@ -260,7 +229,7 @@ def measure(objective_type: str, n: int, asks: int, profile: bool = False, runni
             t1 = time.perf_counter()
             if profiler:
                 profiler.disable()
-            result = outcome(params_of(driver, trial_id, trial), rng)
+            result = outcome(trial.params, rng)
             if profiler:
                 profiler.enable()
             t2 = time.perf_counter()
@@ -270,12 +239,16 @@ def measure(objective_type: str, n: int, asks: int, profile: bool = False, runni
                 profiler.disable()
             ask_ms.append((t1 - t0) * 1e3)
             tell_ms.append((t3 - t2) * 1e3)
-        proposals = len(driver.study.get_trials(deepcopy=False)) - before
-    out = {"code": CODE, "objective": objective_type, "trials_in_study": n, "running": running, "asks": asks,
+        trials = driver.study.get_trials(deepcopy=False)
+        # 24d17a4 wrote each proposal to the study; a Search that screens them counts its own.
+        proposals = getattr(driver.search, "proposals", len(trials) - before)
+        in_study = sum(t.user_attrs.get("status") in SKIPPED for t in trials[before:])
+    out = {"sampler": sampler, "objective": objective_type, "trials_in_study": n, "running": running, "asks": asks,
            "ask_ms_median": round(statistics.median(ask_ms), 2), "ask_ms_mean": round(statistics.fmean(ask_ms), 2),
            "tell_ms_median": round(statistics.median(tell_ms), 2),
            "tell_ms_mean": round(statistics.fmean(tell_ms), 2),
-           "proposals_per_ask": round(proposals / (asks + 1), 2), "first_round_ms": round(first_ms, 1),
+           "proposals_per_ask": round(proposals / (asks + 1), 2), "skipped_in_study": in_study,
+           "first_round_ms": round(first_ms, 1),
            "open_s": round(open_s, 3)}
     if profiler:
         text = io.StringIO()
@@ -284,26 +257,56 @@ def measure(objective_type: str, n: int, asks: int, profile: bool = False, runni
     return out
 
 
+def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    rows = []
+    objectives = ["pareto", "constrained"] if args.objective == "both" else [args.objective]
+    for objective in objectives:
+        for n in map(int, args.trials.split(",")):
+            for sampler in args.sampler.split(","):
+                row = measure(objective, n, args.asks, args.profile, args.running, sampler)
+                if "profile" in row:
+                    print(row.pop("profile"))
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+    return rows
+
+
+def before(args: argparse.Namespace, checkout: str) -> list[dict[str, Any]]:
+    """The same measurement against the hypersweep package of another checkout (its rows)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "before.json"
+        argv = [sys.executable, __file__, "--trials", args.trials, "--asks", str(args.asks), "--objective",
+                args.objective, "--running", str(args.running), "--sampler", args.sampler, "--json", str(out)]
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, cwd=tmp,
+                       env={**os.environ, "PYTHONPATH": str(Path(checkout).resolve())})
+        return json.loads(out.read_text())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", default="100,2000", help="trials already in the study (comma-separated)")
+    parser.add_argument("--trials", default="300,2000", help="trials already in the study (comma-separated)")
     parser.add_argument("--asks", type=int, default=30, help="ask + tell rounds timed at each size")
     parser.add_argument("--objective", choices=["pareto", "constrained", "both"], default="both")
     parser.add_argument("--running", type=int, default=0, help="trials left running in the study (other slots)")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the timed rounds")
+    parser.add_argument("--sampler", default="shipped", help="shipped (make_sampler's), tpe (Optuna's TPE itself), "
+                        "or both, comma-separated")
+    parser.add_argument("--before", metavar="CHECKOUT", help="also measure this checkout's code; print the ratios")
     parser.add_argument("--json", metavar="PATH", help="also write the results here")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")  # experimental-feature and deprecation warnings of either checkout
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    objectives = ["pareto", "constrained"] if args.objective == "both" else [args.objective]
-    rows = []
-    for objective in objectives:
-        for n in map(int, args.trials.split(",")):
-            row = measure(objective, n, args.asks, args.profile, args.running)
-            if "profile" in row:
-                print(row.pop("profile"))
-            print(json.dumps(row), flush=True)
-            rows.append(row)
+    rows = run(args)
+    if args.before:
+        old = before(args, args.before)
+        for row, was in zip(rows, old, strict=True):
+            row["before"] = was
+            print(f"{row['objective']} {row['trials_in_study']} trials, {row['sampler']}: "
+                  f"ask {was['ask_ms_median']} ms "
+                  f"({was['proposals_per_ask']} proposals) before, {row['ask_ms_median']} ms "
+                  f"({row['proposals_per_ask']}) now: {was['ask_ms_median'] / row['ask_ms_median']:.2f}x; "
+                  f"proposals in the study {was['skipped_in_study']} before, {row['skipped_in_study']} now",
+                  flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0

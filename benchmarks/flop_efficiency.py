@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 
 from benchmarks.measure import Result, Size, best_times, compare, torch_threads
-from hypersweep.config import ModelConfig, RunConfig, load_config
-from hypersweep.models import layer_shapes, mlp_params
-from hypersweep.tasks import Task, build_task
+from hypersweep.config import ModelConfig, RunConfig
+from hypersweep.counts import layer_shapes, mlp_params
+from hypersweep.tasks import Task, build_task, load_config
 from hypersweep.train import resolve_device, train
 
 # epochs, train instances, peak matrix side, rounds

@@ -12,7 +12,8 @@ import dataclasses
 
 from benchmarks.measure import Result, Size, best_times, compare, torch_threads
 from hypersweep import tasks
-from hypersweep.config import RunConfig, load_config
+from hypersweep.config import RunConfig
+from hypersweep.tasks import load_config
 from hypersweep.train import train
 
 SIZES = {"tiny": (1, 1), "quick": (3, 3), "full": (10, 5)}  # epochs, rounds

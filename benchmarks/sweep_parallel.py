@@ -32,9 +32,10 @@ import yaml
 
 from benchmarks.measure import Result, Size, best_times, compare, torch_threads
 from hypersweep import search_space
-from hypersweep.config import RunConfig, load_config
+from hypersweep.config import RunConfig
 from hypersweep.search_space import StudySpace, SweepSpec
 from hypersweep.tabulated import grid_points
+from hypersweep.tasks import load_config
 from hypersweep.train import train
 
 SIZES = {"tiny": ([1], 0.2), "quick": ([1, 2, 3, 4], 3.0), "full": ([1, 2, 3, 4], 5.0)}  # g widths, s per trial

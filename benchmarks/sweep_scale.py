@@ -33,6 +33,7 @@ import numpy as np
 import yaml
 
 from benchmarks.measure import Result, Size, compare
+from hypersweep.vocab import FAILED, OK, PRUNED
 
 ROOT = Path(__file__).resolve().parent.parent
 GOAL = 0.9
@@ -92,8 +93,8 @@ def bare_tune(rows, slots: int, out: Path) -> dict:
 
     from benchmarks import simulated_trial
 
-    reports = rows["status"].map({"ok": 3}).fillna(0).astype(int)  # rungs 2 and 8, then the final report
-    reports[rows["status"] != "ok"] = (rows["epochs"][rows["status"] != "ok"] >= 8).astype(int) + 1
+    reports = rows["status"].map({OK: 3}).fillna(0).astype(int)  # rungs 2 and 8, then the final report
+    reports[rows["status"] != OK] = (rows["epochs"][rows["status"] != OK] >= 8).astype(int) + 1
     configs = [{"seconds": float(s), "reports": int(r)} for s, r in zip(rows["wall_s"], reports, strict=True)]
     start = time.time()
     tuner = tune.Tuner(tune.with_resources(simulated_trial.replay, {"cpu": 1}),
@@ -200,8 +201,8 @@ def sweep(size: str, out: str, profile: str | None = None, storage: str = "sqlit
     return {
         "ideal_s": round(rows["wall_s"].sum() / slots, 2), "wall_s": round(wall, 2), "trials": n, "owed": owed,
         "studies": rows["study"].nunique(), "slots": slots, "scale": scale,
-        "trial_s": round(rows["wall_s"].mean(), 3), "pruned": int((rows["status"] == "pruned").sum()),
-        "failed": int((rows["status"] == "failed").sum()),
+        "trial_s": round(rows["wall_s"].mean(), 3), "pruned": int((rows["status"] == PRUNED).sum()),
+        "failed": int((rows["status"] == FAILED).sum()),
         "driver_cpu_ms_per_trial": round(cpu / n * 1e3, 1),
         **{f"{k}_ms_per_trial": round(v / n * 1e3, 1) for k, v in timer.seconds.items()},
         "first_ask_after_s": round(timer.first.get("ask", start) - start, 2),

@@ -13,8 +13,9 @@ import torch
 
 from benchmarks.measure import Result, Size, best_times, compare, torch_threads
 from hypersweep import tasks
-from hypersweep.config import RunConfig, load_config
+from hypersweep.config import RunConfig
 from hypersweep.models import build_model
+from hypersweep.tasks import load_config
 from hypersweep.train import resolve_device, train
 
 SIZES = {"tiny": (1, 64, 1), "quick": (10, 1000, 5), "full": (30, 1000, 15)}  # epochs, instances, rounds

@@ -3,7 +3,8 @@
 Every config is a small frozen dataclass. `parse(cls, data)` builds one from plain
 YAML/JSON data and raises `ConfigError` naming the dotted key at fault, so a CLI can
 print one line (`run.yaml: model.primary.width: must be >= 1, got 0`) and exit 2.
-`load_config(read_yaml(path))` reads and validates a whole run config.
+`hypersweep.tasks.load_config(read_yaml(path))` reads and validates a whole run config
+(there, because a config's task section is parsed by its task's module).
 
 Every number is checked for its type and bounds, and for being finite: NaN passes
 every comparison, so a bound alone would let `lr: .nan` through.
@@ -19,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import yaml
+
+from hypersweep.vocab import Family
 
 
 class ConfigError(ValueError):
@@ -213,7 +216,7 @@ class MLPConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    family: Literal["hyper", "embedding", "standard"] = "hyper"
+    family: Family = "hyper"
     primary: MLPConfig = MLPConfig()
     conditioner: MLPConfig = MLPConfig(width=64, depth=2)
     embedding_dim: int = field(default=16, metadata=bounds(1))
@@ -264,17 +267,3 @@ class RunConfig:
     task: Any  # the task's own Config dataclass (see hypersweep.tasks)
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
-
-
-def load_config(data: Any) -> RunConfig:
-    """Validate plain data (a parsed YAML file) into a RunConfig."""
-    # Imported here: the task modules import this one (for `parse` and `bounds`).
-    from hypersweep import tasks
-
-    if not isinstance(data, dict):
-        raise ConfigError("", "expected a mapping with task, model and train sections")
-    if "task" not in data:
-        raise ConfigError("task", "required key is missing")
-    task = tasks.parse_task(data["task"])
-    cfg = parse(RunConfig, {**data, "task": {}})
-    return dataclasses.replace(cfg, task=task)

@@ -33,6 +33,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from hypersweep.vocab import COMPARED, OK
+
 DEFAULT_TARGETS = (0.1, 0.01)  # where the frontier is read when the objective names no targets
 
 SIZE_COLUMNS = ["config.model.primary.width", "config.model.primary.depth", "config.model.conditioner.width",
@@ -53,7 +55,7 @@ def smallest(trials: pd.DataFrame, targets: list[float] | tuple[float, ...], met
     With `epochs` (hypersweep.results.load_epochs), rule (b) is checked on the chosen trial's
     learning curve; without, only rule (a) can flag a row.
     """
-    ok = trials[trials["status"] == "ok"]
+    ok = trials[trials["status"] == OK]
     curves = learning_curves(epochs)
     rows = []
     for (variant, family), _ in trials.groupby(["variant", "family"], observed=True):
@@ -152,7 +154,7 @@ def ratios(table: pd.DataFrame, count: str = "params_primary") -> pd.DataFrame:
         return pd.DataFrame(columns=["variant", "target"])
     wide = table.pivot_table(index=["variant", "target"], columns="family", values=count, aggfunc="first")
     out = pd.DataFrame(index=wide.index)
-    for family in ("embedding", "standard"):
+    for family in COMPARED:
         if family in wide and "hyper" in wide:
             out[f"{family}/hyper"] = wide[family] / wide["hyper"]
     return out.sort_index(ascending=[True, False]).reset_index()
@@ -161,7 +163,7 @@ def ratios(table: pd.DataFrame, count: str = "params_primary") -> pd.DataFrame:
 def pareto_front(trials: pd.DataFrame, metric: str = "val_error", count: str = "params_primary") -> pd.DataFrame:
     """Per variant and family, the ok trials no other trial beats on both `count` and `metric`."""
     fronts = []
-    for _, group in trials[trials["status"] == "ok"].groupby(["variant", "family"], observed=True):
+    for _, group in trials[trials["status"] == OK].groupby(["variant", "family"], observed=True):
         group = group.sort_values([count, metric])
         best = np.minimum.accumulate(group[metric].to_numpy())
         keep = np.r_[True, group[metric].to_numpy()[1:] < best[:-1]]

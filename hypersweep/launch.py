@@ -68,13 +68,13 @@ install_stop_handlers()
 try:
     from hypersweep import __version__, frontier, search_space
     from hypersweep.config import ConfigError
+    from hypersweep.manifest import MANIFEST, parse_manifest
     from hypersweep.results import ResultStore, is_remote, load_epochs, load_trials, source_id
 except KeyboardInterrupt:  # a stop while Python still imports torch: nothing has started
     print("interrupted before the sweep started: nothing to resume", file=sys.stderr)
     sys.exit(128 + (received[0] if received else signal.SIGINT))
 
 DEFAULT_SPACE = Path(__file__).resolve().parent.parent / "search_spaces" / "quickstart.yaml"
-MANIFEST = "sweep.json"  # what a sweep is: its id, studies, storage (no password) and trial budgets
 SPACE_COPY = "space.yaml"  # the search space a sweep ran, kept in its --out for --resume
 LOG = "launch.log"  # every line the driver printed to its terminal, kept in a local --out (and after a hang-up)
 STORAGE_ENV = "HYPERSWEEP_STORAGE"  # --storage's default: keeps a database password off the command line
@@ -205,9 +205,7 @@ def read_manifest(store: ResultStore, out: str) -> dict:
     if text is None:
         return {}
     try:
-        manifest = json.loads(text)
-        if not isinstance(manifest, dict) or not isinstance(manifest.get("experiment"), str):
-            raise ValueError("not a sweep manifest")
+        manifest = parse_manifest(text)
     except ValueError as err:
         raise Refusal(f"{out}/{MANIFEST}: unreadable ({first_line(err)}); it cannot be resumed") from None
     return manifest

@@ -22,8 +22,9 @@ import subprocess
 import types
 import typing
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
@@ -33,6 +34,11 @@ import pyarrow.parquet as pq
 
 from hypersweep import __version__, failpoints
 from hypersweep.config import RunConfig, null_if_nan
+from hypersweep.counts import param_counts
+from hypersweep.vocab import PRUNED, TrainedStatus
+
+if TYPE_CHECKING:
+    from hypersweep.search_space import StudySpace, SweepSpec
 
 SCHEMA_VERSION = "1"
 TMP_PREFIX = ".tmp-"  # dataset readers skip files starting with "."
@@ -245,7 +251,7 @@ class ResultStore:
     def remove_corrupt_files(self) -> list[str]:
         """Delete result files whose Parquet footer cannot be read; return their paths.
 
-        A trial's row is rebuilt from its study afterwards (`hypersweep.sweep.reconcile`).
+        A trial's row is rebuilt from its study afterwards (`hypersweep.search.reconcile`).
         """
         corrupt = corrupt_files(self.fs, self.root)
         for path in corrupt:
@@ -326,3 +332,30 @@ def load_trials(out: str) -> pd.DataFrame:
 def load_epochs(out: str) -> pd.DataFrame:
     """Every trial's per-epoch metrics (the learning curves)."""
     return _load(out, "epochs").sort_values(["family", "study", "trial", "epoch"], ignore_index=True)
+
+
+def trial_row(spec: SweepSpec, space: StudySpace, cfg: RunConfig, number: int, trial_id: str | None,
+              status: TrainedStatus, result: dict | None, error: str | None) -> dict[str, Any]:
+    """One Parquet row; parameter counts come from the config, so failed trials have them too."""
+    result = result or {}
+    counts = param_counts(cfg.model, *space.dims).as_dict()
+    metrics = {k: result.get(k) for k in RESULT_KEYS if k not in ("status", "epoch", "started_at")}
+    if status == PRUNED:  # stopped before the test set was evaluated
+        metrics.update({k: None for k in metrics if k.startswith("test_")})
+    started = result.get("started_at")
+    return {
+        **metrics,
+        "experiment": spec.experiment,
+        "study": space.study,
+        "variant": space.label,
+        "trial": number,
+        "trial_id": trial_id,
+        "status": status,
+        "error": error,
+        **counts,
+        "epochs": result.get("epoch"),
+        "seed": cfg.train.seed,
+        "seeds": cfg.train.seeds,
+        "started_at": datetime.fromtimestamp(started, timezone.utc) if started else None,
+        "finished_at": datetime.now(timezone.utc),
+    }

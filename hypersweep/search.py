@@ -1,38 +1,65 @@
 """The Optuna side of a sweep: studies, samplers, what to train next, what a result means.
 
 One Optuna study per family and variant (`StudySpace.study`) in an RDB storage is the
-source of truth: it holds every trial's parameters, its state and (as user attributes)
-its result. `Search` wraps one study for a driver that asks and tells many times: it keeps
-an index of the parameters already tried and the smallest model known to meet the target,
-so a proposal and a result cost the same at trial 2,000 as at trial 20. Nothing here
-imports Ray: the Tune searcher (`hypersweep.sweep`) and offline replays
-(`hypersweep.tabulated`) share it.
+source of truth: it holds every trained trial's parameters, its state and (as user
+attributes) its result. `Search` wraps one study for a driver that asks and tells many
+times: the sampler proposes on an in-memory copy of the study (bounded for TPE), and an
+index of the parameters already tried and the smallest model known to meet the target
+decide what is worth training, so a result costs the same at trial 2,000 as at trial 300
+and a proposal at most 1.25x more (BENCHMARKS.md, driver cost). `reconcile` makes a study and
+its Parquet rows agree when a sweep resumes. Nothing here imports Ray or torch: the Tune
+searcher (`hypersweep.sweep`), offline replays (`hypersweep.tabulated`) and the analysis
+share it.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal
 
 import numpy as np
 import optuna
 import sqlalchemy
 
-from hypersweep.config import load_config, null_if_nan
-from hypersweep.models import param_counts
-from hypersweep.results import RESULT_KEYS
+from hypersweep.config import null_if_nan
+from hypersweep.counts import param_counts
+from hypersweep.results import RESULT_KEYS, ResultStore, trial_row
 from hypersweep.search_space import Objective, Param, StudySpace, SweepSpec, grid_space
+from hypersweep.tasks import load_config
+from hypersweep.vocab import (
+    DIVERGED,
+    FAILED,
+    INTERRUPTED,
+    OK,
+    OWNER_ATTR,
+    PRUNED,
+    RAY_TRIAL_ATTR,
+    RESULT_ATTR,
+    RETRY_OF_ATTR,
+    SPACE_ATTR,
+    STATUS_ATTR,
+    TRAINED,
+    TrainedStatus,
+)
 
 MAX_REPEATS = 20  # proposals not worth training in a row before the sampler is bypassed
-SKIPPED = ("repeat", "larger")  # statuses of proposals told without training (see Search.ask)
 TPE_CANDIDATES = 24  # TPE's candidates per proposal (Optuna's default): its cost per ask is linear in this
-TPE_MODELLED = 300  # finished trials TPE models at most (its cost per ask is linear in them too) ...
-TPE_BEST = 60  # ... always including the best this many, the others being the most recent
-TPE_SLACK = 100  # trials added to TPE's model between two trims of it back to TPE_MODELLED
-OWNER_ATTR = "hypersweep.sweep"  # study user attribute: the id of the sweep that created the study
-SPACE_ATTR = "hypersweep.space"  # study user attribute: the fingerprint of the space it searches
-TRIED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.RUNNING)
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+TRIED = (*FINISHED, optuna.trial.TrialState.RUNNING)  # states whose parameters are not trained again
+Skip = Literal["repeat", "larger"]  # why Search.ask passed over a proposal
+
+
+@dataclasses.dataclass(frozen=True)
+class Bound:
+    """How many trained trials TPE models at most: its cost per proposal is linear in them
+    (at 2,000 trials this bound made an ask 2.1-2.7x cheaper: BENCHMARKS.md, driver cost)."""
+
+    limit: int = 300  # trained trials modelled after a trim ...
+    best: int = 60  # ... always including the best this many in TPE's order (ties kept whole), then the most recent
+    slack: int = 100  # trials added between two trims back to `limit`
 
 
 class StudyMismatch(Exception):
@@ -55,8 +82,9 @@ class DefineByRun:
                 trial.suggest_float(p.name, p.low, p.high, log=p.log, step=p.step)
 
 
-class GridSampler(optuna.samplers.GridSampler):
-    """Optuna's grid, without `study.stop()` at the end: the sweep counts the trials."""
+class EndlessGridSampler(optuna.samplers.GridSampler):
+    """Optuna's GridSampler without its `study.stop()` once the grid is used up: the sweep
+    counts its trials itself, and stop() outside `Study.optimize` raises."""
 
     def after_trial(self, study, trial, state, values) -> None:
         pass
@@ -65,177 +93,33 @@ class GridSampler(optuna.samplers.GridSampler):
 def make_sampler(spec: SweepSpec, space: StudySpace, trials: int) -> optuna.samplers.BaseSampler:
     s = spec.sampler
     if s.name == "grid":
-        return GridSampler(grid_space(space), seed=s.seed)
+        return EndlessGridSampler(grid_space(space), seed=s.seed)
     if s.name == "random":
         return optuna.samplers.RandomSampler(seed=s.seed)
     if s.name == "nsga2":
         return optuna.samplers.NSGAIISampler(population_size=s.population or max(4, min(50, trials // 4)),
                                              seed=s.seed)
-    return BoundedTPE(optuna.samplers.TPESampler(n_startup_trials=s.startup_trials or max(3, min(10, trials // 4)),
-                                                 n_ei_candidates=TPE_CANDIDATES, seed=s.seed, multivariate=True))
+    return optuna.samplers.TPESampler(n_startup_trials=s.startup_trials or max(3, min(10, trials // 4)),
+                                      n_ei_candidates=TPE_CANDIDATES, seed=s.seed, multivariate=True)
 
 
-FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-RUNNING = optuna.trial.TrialState.RUNNING
-
-
-class BoundedTPE(optuna.samplers.BaseSampler):
-    """Optuna's TPE on an in-memory copy of the study, bounded in size: a proposal costs the
-    same at trial 2,000 as at trial 200.
-
-    A TPE proposal fits Parzen estimators to every finished trial and evaluates them at each
-    candidate, so its cost grows with the study. It also reads the trials through the
-    study's storage several times per proposal, and with an RDB storage each read queries
-    every running trial again (Optuna's cache keeps finished trials only); with Optuna's
-    default `constant_liar` the running trials are part of TPE's model too.
-
-    Here TPE works on a copy of the study in an in-memory storage: made from the study once,
-    then kept current from the sampler's own hooks (a trial starts in `before_trial`; the
-    parameters TPE proposes are recorded on it; `after_trial` finishes it with its state,
-    values, constraints and intermediate values), so the study's storage is read once. When
-    the copy holds more than `limit + slack` finished trials it is cut back to `limit`: the
-    `best` best in TPE's own order (feasible complete trials by value or Pareto rank, then
-    pruned, then infeasible ones) and the most recent others, and every running trial. TPE's
-    "good" group (at most 25 trials for one objective, a tenth of those modelled for
-    several) thus stays the study's best; its "bad" group is the recent trials.
-
-    Up to `limit` finished trials TPE sees the trials it would see on the study, in the same
-    order, and proposes the same points for the same seed. (One exception: a running trial
-    whose parameters were fixed in advance, `enqueue_trial`, is modelled only once it
-    finishes.) Only Optuna's public sampler and storage interfaces are used.
+def tpe_best(trials: list[optuna.trial.FrozenTrial], directions: list[optuna.study.StudyDirection],
+             n: int) -> list[int]:
+    """Indices into `trials` (finished, oldest first) of the best `n`, in the order TPE fills its
+    "good" group: feasible complete trials by value (several objectives: by non-domination
+    rank), then feasible pruned ones (furthest trained first), then infeasible ones (least
+    violation first), ties in trial order. Complete trials tied with the last one taken are all
+    taken (equal values; the whole last Pareto rank): TPE itself breaks those ties (by
+    hypervolume for several objectives) on whatever is kept, so none may be dropped here.
     """
-
-    def __init__(self, tpe: optuna.samplers.TPESampler, limit: int = TPE_MODELLED, best: int = TPE_BEST,
-                 slack: int = TPE_SLACK):
-        self.tpe, self.limit, self.best, self.slack = tpe, limit, best, slack
-        self._source: str | None = None  # the name of the study the copy is of
-        self._copy: optuna.storages.InMemoryStorage | None = None
-        self._study_id = 0
-        self._ids: dict[int, int] = {}  # the study's trial number -> the copy's trial id, for running trials
-        self._finished = 0  # finished trials in the copy
-        self._view: optuna.Study | None = None  # the copy as a Study (Optuna caches trials per Study object)
-
-    @property
-    def modelled(self) -> int:
-        """Finished trials TPE models now (at most `limit + slack`)."""
-        return self._finished
-
-    # The copy.
-
-    def _sync(self, study: optuna.Study) -> None:
-        """Make the copy of `study` from its storage, unless the copy is of it already."""
-        if self._source != study.study_name:
-            self._source = study.study_name
-            trials = study.get_trials(deepcopy=False, states=(*FINISHED, RUNNING))
-            self._rebuild(list(study.directions), [(t, t.number if t.state == RUNNING else None) for t in trials])
-
-    def _trim(self) -> None:
-        """Cut the copy back to `limit` finished trials once it holds more than `limit + slack`."""
-        if self._finished > self.limit + self.slack:
-            number = {self._copy.get_trial_number_from_id(trial_id): n for n, trial_id in self._ids.items()}
-            trials = self._copy.get_all_trials(self._study_id, deepcopy=False, states=(*FINISHED, RUNNING))
-            self._rebuild(self._copy.get_study_directions(self._study_id), [(t, number.get(t.number)) for t in trials])
-
-    def _rebuild(self, directions: list, trials: list[tuple[optuna.trial.FrozenTrial, int | None]]) -> None:
-        """A new copy of `trials` (oldest first, each running one with its number in the study), cut to size."""
-        finished = [t for t, _ in trials if t.state in FINISHED]
-        keep = set(map(id, self._keep(finished, directions) if len(finished) > self.limit else finished))
-        self._copy, self._view, self._ids, self._finished = optuna.storages.InMemoryStorage(), None, {}, 0
-        verbosity = optuna.logging.get_verbosity()
-        optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "A new study created in memory" each time
-        try:
-            self._study_id = self._copy.create_new_study(directions, "model")
-        finally:
-            optuna.logging.set_verbosity(verbosity)
-        for t, number in trials:
-            if t.state == RUNNING and number is not None:
-                self._ids[number] = self._copy.create_new_trial(self._study_id, template_trial=t)
-            elif id(t) in keep:
-                self._copy.create_new_trial(self._study_id, template_trial=t)
-                self._finished += 1
-
-    def _keep(self, finished: list[optuna.trial.FrozenTrial], directions: list) -> list[optuna.trial.FrozenTrial]:
-        """The `best` best of `finished` and the most recent others, `limit` in all, oldest first."""
-        best = set(_ranked(finished, directions, self.best)[:self.best])
-        recent = [k for k in range(len(finished) - 1, -1, -1) if k not in best][:self.limit - len(best)]
-        return [finished[k] for k in sorted(best.union(recent))]
-
-    def _model(self, study: optuna.Study,
-               trial: optuna.trial.FrozenTrial) -> tuple[optuna.Study, optuna.trial.FrozenTrial]:
-        """The copy as a study, and `trial`'s counterpart in it."""
-        self._sync(study)
-        if trial.number not in self._ids:
-            self._ids[trial.number] = self._copy.create_new_trial(self._study_id)
-            self._view = None
-        if self._view is None:
-            self._view = optuna.load_study(study_name="model", storage=self._copy, sampler=self.tpe)
-        return self._view, self._copy.get_trial(self._ids[trial.number])
-
-    def _record(self, trial: optuna.trial.FrozenTrial, params: dict[str, Any],
-                distributions: dict[str, optuna.distributions.BaseDistribution]) -> None:
-        """Set parameters of `trial` (the study's) on its counterpart in the copy."""
-        trial_id = self._ids[trial.number]
-        known = self._copy.get_trial(trial_id).params
-        for name, value in params.items():
-            if name not in known:
-                dist = distributions[name]
-                self._copy.set_trial_param(trial_id, name, dist.to_internal_repr(value), dist)
-        self._view = None
-
-    # The sampler interface: TPE on the copy.
-
-    def before_trial(self, study, trial) -> None:
-        self.tpe.before_trial(study, trial)
-        self._model(study, trial)
-
-    def infer_relative_search_space(self, study, trial):
-        return self.tpe.infer_relative_search_space(*self._model(study, trial))
-
-    def sample_relative(self, study, trial, search_space):
-        view, counterpart = self._model(study, trial)
-        params = self.tpe.sample_relative(view, counterpart, search_space)
-        self._record(trial, params, search_space)
-        return params
-
-    def sample_independent(self, study, trial, param_name, param_distribution):
-        view, counterpart = self._model(study, trial)
-        value = self.tpe.sample_independent(view, counterpart, param_name, param_distribution)
-        self._record(trial, {param_name: value}, {param_name: param_distribution})
-        return value
-
-    def after_trial(self, study, trial, state, values) -> None:
-        self.tpe.after_trial(study, trial, state, values)
-        self._model(study, trial)
-        self._record(trial, trial.params, trial.distributions)  # parameters fixed in advance are new here
-        trial_id = self._ids.pop(trial.number)
-        if state in FINISHED:
-            for key, value in trial.system_attrs.items():  # constraints live there
-                self._copy.set_trial_system_attr(trial_id, key, value)
-            for step, value in trial.intermediate_values.items():
-                self._copy.set_trial_intermediate_value(trial_id, step, value)
-            self._finished += 1
-        self._copy.set_trial_state_values(trial_id, state, values)
-        self._view = None
-        self._trim()
-
-    def reseed_rng(self) -> None:
-        self.tpe.reseed_rng()
-
-
-def _ranked(trials: list[optuna.trial.FrozenTrial], directions: list, enough: int | None = None) -> list[int]:
-    """Indices of `trials`, best first, in TPE's order: feasible complete trials (by value, or by
-    Pareto rank for several objectives), then feasible pruned ones (the furthest trained first,
-    then by their last intermediate value), then infeasible ones (by how far they miss). Only
-    the first `enough` need be in order."""
     sign = np.array([-1.0 if d == optuna.study.StudyDirection.MAXIMIZE else 1.0 for d in directions])
-    violation = [sum(v for v in t.constraints.values() if v > 0) for t in trials]
+    violation = [sum(max(0.0, c) for c in t.constraints.values()) for t in trials]
     complete = [k for k, t in enumerate(trials) if t.state == optuna.trial.TrialState.COMPLETE and violation[k] <= 0]
-    pruned = [k for k, t in enumerate(trials) if t.state == optuna.trial.TrialState.PRUNED and violation[k] <= 0]
     values = np.array([trials[k].values for k in complete], dtype=float).reshape(len(complete), -1) * sign
-    if len(directions) == 1:
-        order = [complete[k] for k in np.argsort(values[:, 0], kind="stable")]
-    else:
-        order = [complete[k] for k in np.lexsort((values[:, 0], _pareto_ranks(values, enough=enough)))]
+    rank = values[:, 0] if len(directions) == 1 else pareto_ranks(values, enough=n)
+    by_rank = np.argsort(rank, kind="stable")
+    if 0 < n <= len(complete):  # the n best complete trials, and every one tied with the last of them
+        return [complete[k] for k in by_rank if rank[k] <= rank[by_rank[n - 1]]]
 
     def pruned_key(k: int) -> tuple[float, float]:
         steps = trials[k].intermediate_values
@@ -244,12 +128,12 @@ def _ranked(trials: list[optuna.trial.FrozenTrial], directions: list, enough: in
         last = max(steps)
         return -last, steps[last] * sign[0] if np.isfinite(steps[last]) else np.inf
 
-    order += sorted(pruned, key=pruned_key)
-    order += sorted((k for k in range(len(trials)) if violation[k] > 0), key=lambda k: violation[k])
-    return order
+    pruned = [k for k, t in enumerate(trials) if t.state == optuna.trial.TrialState.PRUNED and violation[k] <= 0]
+    infeasible = sorted((k for k in range(len(trials)) if violation[k] > 0), key=lambda k: violation[k])
+    return ([complete[k] for k in by_rank] + sorted(pruned, key=pruned_key) + infeasible)[:n]
 
 
-def _pareto_ranks(values: np.ndarray, enough: int | None = None) -> np.ndarray:
+def pareto_ranks(values: np.ndarray, enough: int | None = None) -> np.ndarray:
     """Non-domination rank of each row (0: the Pareto front), all objectives minimised; once the
     fronts ranked hold `enough` rows, the rest share the next rank."""
     ranks = np.zeros(len(values), dtype=int)
@@ -367,37 +251,105 @@ def check_study(spec: SweepSpec, space: StudySpace, storage: optuna.storages.Bas
     return True
 
 
+class Accepted(optuna.samplers.BaseSampler):
+    """The sampler of a study under `Search`: it hands out the parameters Search accepted (`params`).
+
+    Search proposes on its in-memory view with the sweep's sampler; asking the study itself
+    with this one costs no sampling, and no more writes than the trial's own. A trial queued
+    with fixed parameters (`enqueue_trial`) keeps them: Optuna uses those before any sampler.
+    """
+
+    def __init__(self) -> None:
+        self.params: dict[str, Any] = {}
+
+    def infer_relative_search_space(self, study, trial) -> dict:
+        return {}
+
+    def sample_relative(self, study, trial, search_space) -> dict:
+        return {}
+
+    def sample_independent(self, study, trial, param_name, param_distribution) -> Any:
+        return self.params[param_name]
+
+
 class Search:
     """One study, asked and told by one driver: `ask()` -> a trial worth training, `tell(...)` its result.
 
+    The study holds only what was trained (and what was training when a driver stopped):
+    the sampler proposes on `view`, an in-memory study of the same trials, and a proposal
+    not worth training (see `ask`) is told FAIL there, never written to the study. An
+    accepted proposal is asked from the study with the same parameters, so the
+    study's trial numbers count trained trials. The study's own sampler is taken over for
+    the view; the study is left an `Accepted` sampler, which hands out the accepted point.
+
     The driver is the only writer while it runs, so what it has asked and told is kept in
-    memory: the parameters tried (trained, stopped early or training) and the smallest
-    model known to meet the constrained objective's target. Reading them back from the
-    study for every proposal would cost time linear in the study's size.
+    memory: the parameters tried (trained, stopped early or training) and the smallest model
+    known to meet the constrained objective's target. TPE's cost per proposal grows with the
+    trials it models, so past `bound.limit` trained trials its view keeps only the best and the
+    most recent (`Bound`); other samplers model every trained trial.
     """
 
     def __init__(self, study: optuna.Study, space: StudySpace, objective: Objective,
-                 count: ModelCount | None = None):
+                 count: ModelCount | None = None, bound: Bound | None = Bound()):
         self.study, self.space, self.objective, self.count = study, space, objective, count
+        self.sampler, study.sampler = study.sampler, Accepted()
+        # Only TPE is bounded: a grid needs every visited point, NSGA-II its generations.
+        self.bound = bound if isinstance(self.sampler, optuna.samplers.TPESampler) else None
         self.suggest = DefineByRun(space.params)
         self.tried: dict[tuple, int] = {}  # params -> number of a trial that trained or trains them
         self.best: tuple[int, int] | None = None  # (count, number) of the smallest model meeting the target
-        for t in study.get_trials(deepcopy=False, states=TRIED):
-            self.tried.setdefault(params_key(t.params), t.number)
+        self.proposals = 0  # the sampler's proposals, accepted or not
+        self.skipped: collections.Counter[Skip] = collections.Counter()
+        self.trained: list[optuna.trial.FrozenTrial] = []  # the study's trained trials, oldest first
+        self.pending: dict[int, dict[str, Any]] = {}  # study trial number -> its proposal's sampler attributes
+        self.queued = 0  # trials queued in the study before this driver (reconcile's retries), asked first
+        for t in study.get_trials(deepcopy=False):
+            if t.state in TRIED:
+                self.tried.setdefault(params_key(t.params), t.number)
             if t.state == optuna.trial.TrialState.COMPLETE and t.constraints:
                 self._note_feasible(t.values[0], t.constraints, t.number)
+            if t.state in FINISHED or t.user_attrs.get(STATUS_ATTR) in (DIVERGED, FAILED):
+                self.trained.append(t)
+            self.queued += t.state == optuna.trial.TrialState.WAITING
+        self.view = self._new_view()
+
+    @property
+    def modelled(self) -> list[optuna.trial.FrozenTrial]:
+        """The trained trials the sampler models now, oldest first."""
+        return self._modelled
+
+    def _new_view(self) -> optuna.Study:
+        """A fresh in-memory study of the trained trials (cut to the bound), for the sampler to propose on."""
+        self._modelled = list(self.trained)
+        if self.bound is not None:  # TPE ignores FAIL trials
+            finished = [t for t in self.trained if t.state in FINISHED]
+            self._modelled = finished if len(finished) <= self.bound.limit else self._cut(finished)
+        verbosity = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "A new study created in memory" each time
+        try:
+            view = optuna.create_study(directions=self.study.directions, sampler=self.sampler)
+        finally:
+            optuna.logging.set_verbosity(verbosity)
+        view.add_trials(self._modelled)
+        self.in_view = len(self._modelled)  # trials in the view, proposals passed over included
+        return view
+
+    def _cut(self, finished: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+        """The best `bound.best` of `finished` in TPE's order and the most recent others, `bound.limit` in all."""
+        best = set(tpe_best(finished, self.study.directions, self.bound.best))
+        recent = [k for k in range(len(finished) - 1, -1, -1) if k not in best][:max(0, self.bound.limit - len(best))]
+        return [finished[k] for k in sorted(best.union(recent))]
 
     def _note_feasible(self, count: float, constraints: dict[str, float], number: int) -> None:
         if all(c <= 0 for c in constraints.values()) and (self.best is None or count < self.best[0]):
             self.best = (int(count), number)
 
-    def skip_reason(self, params: dict[str, Any]) -> tuple[str, str, int] | None:
-        """(status, the user attribute naming the trial that makes it one, that trial's number), or None."""
-        original = self.tried.get(params_key(params))
-        if original is not None:
-            return "repeat", "repeat_of", original
+    def skip_reason(self, params: dict[str, Any]) -> Skip | None:
+        """Why a proposal is not worth training, or None."""
+        if params_key(params) in self.tried:
+            return "repeat"
         if self.count is not None and self.best is not None and self.count(params) >= self.best[0]:
-            return "larger", "larger_than", self.best[1]
+            return "larger"
         return None
 
     def ask(self) -> optuna.Trial:
@@ -405,69 +357,139 @@ class Search:
         constrained objective, smaller than the smallest model already meeting the target.
 
         Samplers re-propose points of small discrete spaces (TPE often does), and training is
-        deterministic, so a repeat is not trained; nor is a model that cannot be the answer. Such
-        a proposal is told FAIL (which samplers ignore) with user attributes `status: repeat`
-        and `repeat_of`, or `status: larger` and `larger_than`. After MAX_REPEATS of them in a
-        row the sampler is stuck on what it knows, so the trial gets uniformly random
-        parameters worth training; if none turn up either, the space looks exhausted and the
-        sampler's proposal is trained whatever it is.
+        deterministic, so a repeat is not trained; nor is a model that cannot be the answer.
+        Such a proposal is told FAIL in the view (samplers ignore FAIL trials) and counted in
+        `skipped`. After MAX_REPEATS of them in a row the sampler is stuck on what it knows,
+        so the trial gets uniformly random parameters worth training; if none turn up either,
+        the space looks exhausted and the sampler's proposal is trained whatever it is.
+        Trials queued in the study before (a resumed sweep's interrupted trials) come first.
         """
+        if self.queued:  # it keeps its fixed parameters; the sampler's proposal answers for any it lacks
+            self.queued -= 1
+            return self._accept(self._propose())
         for _ in range(MAX_REPEATS):
-            trial = self.study.ask()
-            self.suggest(trial)
-            reason = self.skip_reason(trial.params)
+            proposal = self._propose()
+            reason = self.skip_reason(proposal.params)
             if reason is None:
-                return self._started(trial)
-            status, attr, number = reason
-            trial.set_user_attr("status", status)
-            trial.set_user_attr(attr, number)
-            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        uniform = optuna.samplers.RandomSampler(seed=trial.number)
-        last = self.study.get_trials(deepcopy=False)[-1]
+                return self._accept(proposal)
+            self.skipped[reason] += 1
+            self.view.tell(proposal, state=optuna.trial.TrialState.FAIL)
+        uniform = optuna.samplers.RandomSampler(seed=self.proposals)
         for _ in range(MAX_REPEATS):
-            params = {name: uniform.sample_independent(self.study, last, name, distribution)
-                      for name, distribution in last.distributions.items()}
+            params = {name: uniform.sample_independent(self.view, proposal, name, distribution)
+                      for name, distribution in proposal.distributions.items()}
             if self.skip_reason(params) is None:
-                self.study.enqueue_trial(params)
+                self.view.enqueue_trial(params)
                 break
-        trial = self.study.ask()
-        self.suggest(trial)
-        return self._started(trial)
+        return self._accept(self._propose())
 
-    def _started(self, trial: optuna.Trial) -> optuna.Trial:
+    def _propose(self) -> optuna.Trial:
+        proposal = self.view.ask()
+        self.suggest(proposal)
+        self.proposals += 1
+        self.in_view += 1
+        return proposal
+
+    def _accept(self, proposal: optuna.Trial) -> optuna.Trial:
+        """Ask the study for a trial with `proposal`'s parameters: the trial to train."""
+        self.study.sampler.params = proposal.params
+        trial = self.study.ask()
+        self.suggest(trial)  # the study's sampler answers with the proposal's values
+        return self._started(trial, proposal)
+
+    def _started(self, trial: optuna.Trial, proposal: optuna.Trial) -> optuna.Trial:
+        # The proposal leaves the view until its result comes (as a new trial, see tell): a view
+        # is rebuilt from `trained` alone, which would strand a proposal still running in it.
+        self.pending[trial.number] = self.view.get_trials(deepcopy=False)[proposal.number].system_attrs
+        self.view.tell(proposal, state=optuna.trial.TrialState.FAIL)
         self.tried[params_key(trial.params)] = trial.number
         return trial
 
-    def tell(self, trial: optuna.Trial, status: str, result: dict[str, Any] | None) -> None:
-        """Record a trained trial's result on its Optuna trial, then tell the study.
+    def tell(self, trial: optuna.Trial, status: TrainedStatus, result: dict[str, Any] | None) -> None:
+        """Record a trained trial's result on its Optuna trial, tell the study, and show it to the sampler.
 
         ok -> COMPLETE with the objective's values, pruned (stopped early) -> PRUNED,
         diverged and failed -> FAIL. Under the constrained objective `error - target` is the
         trial's constraint (feasible when <= 0), which TPE and NSGA-II read when they sample.
         The result becomes a user attribute, so a row can be rebuilt from the study alone.
         """
-        tell_result(self.study, trial, status, result, self.objective)
-        if status in ("ok", "pruned"):
-            if status == "ok" and self.objective.type == "constrained":
-                self._note_feasible(result[self.objective.count],
-                                    {"error_target": result[self.objective.metric] - self.objective.target},
-                                    trial.number)
-        elif self.tried.get(params_key(trial.params)) == trial.number:
+        told = tell_result(self.study, trial, status, result, self.objective)
+        if status == OK and self.objective.type == "constrained":
+            self._note_feasible(told.values[0], told.constraints, told.number)
+        if status not in (OK, PRUNED) and self.tried.get(params_key(trial.params)) == trial.number:
             del self.tried[params_key(trial.params)]  # a failed point may be tried again
+        # The sampler's own attributes of the proposal (a grid point, an NSGA-II generation) go with it.
+        modelled = optuna.trial.create_trial(
+            state=told.state, values=told.values, params=told.params, distributions=told.distributions,
+            system_attrs=self.pending.pop(trial.number, {}), constraints=told.constraints or None)
+        self.trained.append(modelled)
+        over_bound = self.bound is not None and len(self._modelled) >= self.bound.limit + self.bound.slack
+        # Passed-over proposals pile up as FAIL trials in the view, and a proposal reads every trial.
+        if over_bound or self.in_view > 2 * len(self._modelled) + 100:
+            self.view = self._new_view()
+        elif self.bound is None or modelled.state in FINISHED:
+            self.view.add_trial(modelled)
+            self._modelled.append(modelled)
+            self.in_view += 1
 
 
-def tell_result(study: optuna.Study, trial: optuna.Trial, status: str, result: dict[str, Any] | None,
-                objective: Objective) -> None:
+def tell_result(study: optuna.Study, trial: optuna.Trial, status: TrainedStatus, result: dict[str, Any] | None,
+                objective: Objective) -> optuna.trial.FrozenTrial:
     """Tell `study` how `trial` ended (see Search.tell); the result's RESULT_KEYS are kept with it."""
     states = optuna.trial.TrialState
-    state = {"ok": states.COMPLETE, "pruned": states.PRUNED}.get(status, states.FAIL)
+    state = {OK: states.COMPLETE, PRUNED: states.PRUNED}.get(status, states.FAIL)
     values = None
     if result:
-        trial.set_user_attr("result", {k: null_if_nan(result[k]) for k in RESULT_KEYS if k in result})
-    if status in ("ok", "pruned") and objective.type == "constrained":
+        trial.set_user_attr(RESULT_ATTR, {k: null_if_nan(result[k]) for k in RESULT_KEYS if k in result})
+    if status in (OK, PRUNED) and objective.type == "constrained":
         trial.set_constraint("error_target", result[objective.metric] - objective.target)
-    if status == "ok":
+    if status == OK:
         count = int(result[objective.count])
         values = count if objective.type == "constrained" else [result[objective.metric], count]
-    trial.set_user_attr("status", status)
-    study.tell(trial, values, state=state)
+    trial.set_user_attr(STATUS_ATTR, status)
+    return study.tell(trial, values, state=state)
+
+
+def reconcile(spec: SweepSpec, space: StudySpace, storage: optuna.storages.BaseStorage, store: ResultStore,
+              log: Callable[[str], None] = print) -> int:
+    """Make a study and its Parquet rows agree after an interruption; return trials done.
+
+    A trial told to Optuna whose row was not written yet gets its row from the study. A
+    trial still RUNNING was interrupted: it is marked FAIL with `status: interrupted` and its
+    parameters are queued again (the new trial's `retry_of` names it), so the resumed sweep
+    reruns it. A driver killed between asking a trial and setting its parameters leaves one
+    with some unset: it never reached training, and is marked but not queued (the budget still
+    owes it, so the resumed sweep asks a new one).
+    """
+    study = optuna.load_study(study_name=space.study, storage=storage)
+    have = store.finished(space.family, space.study)
+    for t in study.get_trials(deepcopy=False):
+        status = t.user_attrs.get(STATUS_ATTR)
+        if t.state == optuna.trial.TrialState.RUNNING:
+            mark_interrupted(storage, space.study, t.number)
+            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+            if set(t.params) != {p.name for p in space.params}:
+                log(f"[{space.study}] trial #{t.number} was interrupted before its parameters were set")
+                continue
+            study.enqueue_trial(t.params, user_attrs={RETRY_OF_ATTR: t.number}, skip_if_exists=False)
+            log(f"[{space.study}] trial #{t.number} was interrupted: queued again")
+        elif t.state.is_finished() and t.number not in have and status in TRAINED:  # not a legacy repeat/larger
+            cfg = load_config(space.config(t.params))
+            error = "recorded in the study only (driver stopped)" if status == FAILED else None
+            row = trial_row(spec, space, cfg, t.number, t.user_attrs.get(RAY_TRIAL_ATTR), status,
+                            t.user_attrs.get(RESULT_ATTR), error)
+            store.write_trial(space.family, space.study, cfg, row, [])
+            have.add(t.number)
+            log(f"[{space.study}] trial #{t.number}: row rebuilt from the study")
+    return len(have)
+
+
+def mark_interrupted(storage: optuna.storages.BaseStorage, study: str, number: int) -> None:
+    """Set `status: interrupted` on a trial that was running when its driver stopped.
+
+    Optuna's Study can write a user attribute only on a trial it asked in this process;
+    a trial left RUNNING by a driver that died is reached through the storage the sweep
+    opened, by its study name and number.
+    """
+    trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study), number)
+    storage.set_trial_user_attr(trial_id, STATUS_ATTR, INTERRUPTED)

@@ -28,11 +28,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from hypersweep.config import ConfigError, RunConfig, bounds, load_config, parse, read_yaml
-from hypersweep.models import param_counts
-from hypersweep.tasks import Task, build_task
+from hypersweep.config import ConfigError, RunConfig, bounds, parse, read_yaml
+from hypersweep.counts import param_counts
+from hypersweep.tasks import Task, build_task, load_config
+from hypersweep.vocab import FAMILIES
 
-FAMILIES = ("hyper", "embedding", "standard")
 MODEL_KEYS = {"primary", "conditioner", "embedding_dim", "activation", "bias", "primary_bias"}
 RANGE_KEYS = {"low", "high", "log", "step", "choices"}
 MAX_GRID = 1_000_000  # Optuna's GridSampler holds the whole grid in memory

@@ -8,7 +8,7 @@ configuration on a worker; `Recorder` writes each finished trial to Parquet on t
 and prints progress per study and overall.
 
 The studies are the source of truth; a resumed sweep first reconciles them with the
-Parquet rows (see `reconcile`). Resuming does not use `Tuner.restore`: each (re)start runs
+Parquet rows (`hypersweep.search.reconcile`). Resuming does not use `Tuner.restore`: each (re)start runs
 a fresh Tuner for the trials still owed, whose searcher loads the studies, so the studies
 can never be older than the searcher's state.
 """
@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import optuna
 import ray
@@ -31,13 +30,14 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import Searcher
 
 from hypersweep import cluster, failpoints
-from hypersweep.config import RunConfig, TrainConfig, load_config
-from hypersweep.models import param_counts
-from hypersweep.results import RESULT_KEYS, ResultStore, is_remote, source_id
-from hypersweep.search import SKIPPED, Search, model_count, open_study
+from hypersweep.config import TrainConfig
+from hypersweep.counts import param_counts
+from hypersweep.results import ResultStore, is_remote, source_id, trial_row
+from hypersweep.search import Search, model_count, open_study, rdb_storage, reconcile
 from hypersweep.search_space import StudySpace, SweepSpec
-from hypersweep.tasks import build_task
+from hypersweep.tasks import build_task, load_config
 from hypersweep.train import train
+from hypersweep.vocab import FAILED, PRUNED, RAY_TRIAL_ATTR, TrainedStatus
 
 ASHA_REDUCTION = 4  # ASHA keeps the best quarter of the trials at each rung
 STUDY_KEY = "study"  # the key of a Tune trial's config that names its Optuna study
@@ -82,7 +82,7 @@ class SweepSearcher(Searcher):
         if owed.owed <= 0:
             return Searcher.FINISHED
         trial = owed.search.ask()
-        trial.set_user_attr("ray_trial_id", trial_id)
+        trial.set_user_attr(RAY_TRIAL_ATTR, trial_id)
         owed.running += 1
         self.trials[trial_id] = (name, trial)
         self.numbers[trial_id] = trial.number
@@ -134,13 +134,13 @@ class StudyASHA(FIFOScheduler):
         return "\n".join(f"{name}: {s.debug_string()}" for name, s in self.schedulers.items())
 
 
-def trial_status(result: dict | None, error: bool) -> str:
+def trial_status(result: dict | None, error: bool) -> TrainedStatus:
     """ok | diverged (from the trainer), pruned (stopped early by the scheduler), failed."""
     if error or not result:
-        return "failed"
+        return FAILED
     if result.get("final"):
         return result["status"]
-    return "pruned"
+    return PRUNED
 
 
 def run_trial(config: dict, spaces: dict[str, StudySpace], report_epochs: dict[str, frozenset[int]]) -> None:
@@ -263,7 +263,7 @@ class Recorder(tune.Callback):
         searched = " ".join(f"{k.rsplit('.', 1)[-1]}={v:.3g}" if isinstance(v, float) else f"{k.rsplit('.', 1)[-1]}={v}"
                             for k, v in params.items())
         metric, count = self.spec.objective.metric, self.spec.objective.count
-        score = f"{metric} {row[metric]:.3g}" if row.get(metric) is not None and status != "failed" else error or ""
+        score = f"{metric} {row[metric]:.3g}" if row.get(metric) is not None and status != FAILED else error or ""
         name = f"{space.family} {space.label}".strip()
         return (f"[{name} {self.done[space.study]}/{budget} | all {all_done}/{self.total}, ETA {_duration(eta)}] "
                 f"#{number} {searched} -> {status} {score} {count} {row[count]}")
@@ -272,59 +272,6 @@ class Recorder(tune.Callback):
 def _duration(seconds: float) -> str:
     minutes, s = divmod(int(seconds), 60)
     return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{s:02d}s"
-
-
-def trial_row(spec: SweepSpec, space: StudySpace, cfg: RunConfig, number: int, trial_id: str | None,
-              status: str, result: dict | None, error: str | None) -> dict[str, Any]:
-    """One Parquet row; parameter counts come from the config, so failed trials have them too."""
-    result = result or {}
-    counts = param_counts(cfg.model, *space.dims).as_dict()
-    metrics = {k: result.get(k) for k in RESULT_KEYS if k not in ("status", "epoch", "started_at")}
-    if status == "pruned":  # stopped before the test set was evaluated
-        metrics.update({k: None for k in metrics if k.startswith("test_")})
-    started = result.get("started_at")
-    return {
-        **metrics,
-        "experiment": spec.experiment,
-        "study": space.study,
-        "variant": space.label,
-        "trial": number,
-        "trial_id": trial_id,
-        "status": status,
-        "error": error,
-        **counts,
-        "epochs": result.get("epoch"),
-        "seed": cfg.train.seed,
-        "seeds": cfg.train.seeds,
-        "started_at": datetime.fromtimestamp(started, timezone.utc) if started else None,
-        "finished_at": datetime.now(timezone.utc),
-    }
-
-
-def reconcile(spec: SweepSpec, space: StudySpace, study: optuna.Study, store: ResultStore,
-              log: Callable[[str], None] = print) -> int:
-    """Make a study and its Parquet rows agree after an interruption; return trials done.
-
-    A trial told to Optuna whose row was not written yet gets its row from the study. A
-    trial still RUNNING was interrupted: it is marked FAIL (`status: interrupted`) and its
-    parameters are queued again, so the resumed sweep reruns it.
-    """
-    have = store.finished(space.family, space.study)
-    for t in study.get_trials(deepcopy=False):
-        status = t.user_attrs.get("status")
-        if t.state == optuna.trial.TrialState.RUNNING:
-            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
-            log(f"[{space.study}] trial #{t.number} was interrupted: queued again")
-        elif t.state.is_finished() and t.number not in have and status not in (None, "interrupted", *SKIPPED):
-            cfg = load_config(space.config(t.params))
-            error = "recorded in the study only (driver stopped)" if status == "failed" else None
-            row = trial_row(spec, space, cfg, t.number, t.user_attrs.get("ray_trial_id"), status,
-                            t.user_attrs.get("result"), error)
-            store.write_trial(space.family, space.study, cfg, row, [])
-            have.add(t.number)
-            log(f"[{space.study}] trial #{t.number}: row rebuilt from the study")
-    return len(have)
 
 
 def run_sweep(spec: SweepSpec, out: str, storage: str | optuna.storages.BaseStorage, sweep_id: str,
@@ -338,58 +285,17 @@ def run_sweep(spec: SweepSpec, out: str, storage: str | optuna.storages.BaseStor
     `trainable(config, spaces=..., report_epochs=...)`.
     """
     store = ResultStore(out)
-    if removed := store.remove_partial_files():
-        log(f"removed {removed} partial file(s) left by a crash")
-    for path in store.remove_corrupt_files():  # a trial's row comes back from its study below
-        log(f"removed {path}: not readable Parquet")
-    studies: dict[str, Owed] = {}
-    for space in spec.studies:
-        study = open_study(spec, space, storage, sweep_id, budgets[space.study])
-        done = reconcile(spec, space, study, store, log)
-        studies[space.study] = Owed(Search(study, space, spec.objective, model_count(spec, space)),
-                                    budgets[space.study], done)
+    clean_up(store, log)
+    studies = open_studies(spec, rdb_storage(storage) if isinstance(storage, str) else storage, sweep_id, budgets,
+                           store, log)
     remaining = sum(max(0, o.owed) for o in studies.values())
-    for name, o in studies.items():
-        if o.owed <= 0:
-            log(f"[{name}] all {o.budget} trials done")
-        elif o.done:
-            log(f"[{name}] running {o.owed} of {o.budget} trials")
     if remaining == 0:
         return 0
     log(f"{remaining} trials to run in {sum(o.owed > 0 for o in studies.values())} studies")
-
-    spaces = {s.study: s for s in spec.studies}
     searcher = SweepSearcher(studies, spec.objective.metric)
-    rungs: dict[str, frozenset[int]] = {name: frozenset() for name in spaces}
-    scheduler = None
-    if spec.early_stopping:
-        asha = {}
-        for name, space in spaces.items():
-            epochs = study_epochs(space)
-            grace = min(spec.budget.grace_epochs, epochs)
-            # max_t is one past the last epoch: a trial that trains to the end must finish by itself,
-            # after its final report with the test error, not be stopped at its last epoch.
-            asha[name] = ASHAScheduler(time_attr="epoch", metric=spec.objective.metric, mode="min",
-                                       max_t=epochs + 1, grace_period=grace, reduction_factor=ASHA_REDUCTION)
-            rungs[name] = rung_epochs(grace, epochs)
-        scheduler = StudyASHA(asha)
-    concurrent = max_concurrent or spec.budget.max_concurrent
-    trainable = tune.with_resources(tune.with_parameters(trainable or run_trial, spaces=spaces, report_epochs=rungs),
-                                    {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus})
     recorder = Recorder(spec, store, searcher, log)
-    tuner = tune.Tuner(
-        trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=remaining,
-                                    max_concurrent_trials=concurrent,
-                                    reuse_actors=True),
-        run_config=tune.RunConfig(
-            name=f"{spec.experiment}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}",
-            storage_path=f"{out.rstrip('/') if is_remote(out) else store.root}/ray",
-            failure_config=tune.FailureConfig(max_failures=spec.budget.max_failures),
-            callbacks=[recorder],
-            verbose=0,
-        ),
-    )
+    concurrent = max_concurrent or spec.budget.max_concurrent
+    tuner = make_tuner(spec, out, store, searcher, recorder, remaining, concurrent, trainable or run_trial)
     pending = None if concurrent else cluster.slots(spec.resources.cpus, spec.resources.gpus)
     try:
         with _pending_trials(pending):
@@ -400,3 +306,65 @@ def run_sweep(spec: SweepSpec, out: str, storage: str | optuna.storages.BaseStor
         raise
     return sum(max(0, o.budget - o.done) for o in studies.values())
 
+
+def clean_up(store: ResultStore, log: Callable[[str], None]) -> None:
+    """Remove what a crash left half-written in `store`; a removed trial's row comes back from its study."""
+    if removed := store.remove_partial_files():
+        log(f"removed {removed} partial file(s) left by a crash")
+    for path in store.remove_corrupt_files():
+        log(f"removed {path}: not readable Parquet")
+
+
+def open_studies(spec: SweepSpec, storage: optuna.storages.BaseStorage, sweep_id: str, budgets: dict[str, int],
+                 store: ResultStore, log: Callable[[str], None]) -> dict[str, Owed]:
+    """Each study of `spec`, reconciled with its rows, with what it still owes; log where each stands."""
+    studies: dict[str, Owed] = {}
+    for space in spec.studies:
+        study = open_study(spec, space, storage, sweep_id, budgets[space.study])
+        done = reconcile(spec, space, storage, store, log)
+        studies[space.study] = Owed(Search(study, space, spec.objective, model_count(spec, space)),
+                                    budgets[space.study], done)
+    for name, o in studies.items():
+        if o.owed <= 0:
+            log(f"[{name}] all {o.budget} trials done")
+        elif o.done:
+            log(f"[{name}] running {o.owed} of {o.budget} trials")
+    return studies
+
+
+def make_scheduler(spec: SweepSpec) -> tuple[StudyASHA | None, dict[str, frozenset[int]]]:
+    """ASHA per study when the sweep stops trials early (else none), and the epochs each study's trials report at."""
+    rungs: dict[str, frozenset[int]] = {space.study: frozenset() for space in spec.studies}
+    if not spec.early_stopping:
+        return None, rungs
+    asha = {}
+    for space in spec.studies:
+        epochs = study_epochs(space)
+        grace = min(spec.budget.grace_epochs, epochs)
+        # max_t is one past the last epoch: a trial that trains to the end must finish by itself,
+        # after its final report with the test error, not be stopped at its last epoch.
+        asha[space.study] = ASHAScheduler(time_attr="epoch", metric=spec.objective.metric, mode="min",
+                                          max_t=epochs + 1, grace_period=grace, reduction_factor=ASHA_REDUCTION)
+        rungs[space.study] = rung_epochs(grace, epochs)
+    return StudyASHA(asha), rungs
+
+
+def make_tuner(spec: SweepSpec, out: str, store: ResultStore, searcher: SweepSearcher, recorder: Recorder,
+               trials: int, concurrent: int | None, trainable: Callable) -> tune.Tuner:
+    """One Tuner for `trials` trials of every study, each trial taking the resources the space asks for."""
+    scheduler, rungs = make_scheduler(spec)
+    spaces = {s.study: s for s in spec.studies}
+    trainable = tune.with_resources(tune.with_parameters(trainable, spaces=spaces, report_epochs=rungs),
+                                    {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus})
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=trials,
+                                    max_concurrent_trials=concurrent, reuse_actors=True),
+        run_config=tune.RunConfig(
+            name=f"{spec.experiment}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}",
+            storage_path=f"{out.rstrip('/') if is_remote(out) else store.root}/ray",
+            failure_config=tune.FailureConfig(max_failures=spec.budget.max_failures),
+            callbacks=[recorder],
+            verbose=0,
+        ),
+    )

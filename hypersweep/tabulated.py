@@ -30,11 +30,12 @@ import optuna
 import pandas as pd
 
 from hypersweep import search_space
-from hypersweep.config import ConfigError, load_config
+from hypersweep.config import ConfigError
 from hypersweep.search import Search, make_sampler, model_count
 from hypersweep.search_space import StudySpace, SweepSpec, grid_space
-from hypersweep.tasks import Task, build_task
+from hypersweep.tasks import Task, build_task, load_config
 from hypersweep.train import train
+from hypersweep.vocab import FOUND_AT_ATTR, OK
 
 TOLERANCE = 1.1  # "found" = meets the target with at most 10% more parameters than the smallest
 METRICS = ("status", "val_error", "test_error", "params_primary", "params_conditioner", "params_total", "wall_s")
@@ -91,7 +92,7 @@ def _collect(rows: Iterable[dict[str, Any]], total: int, log: Callable[[str], No
 
 def smallest_meeting(rows: pd.DataFrame, metric: str, count: str, target: float) -> int:
     """The smallest `count` among ok rows whose `metric` is at most `target`."""
-    meets = rows[(rows["status"] == "ok") & (rows[metric] <= target)]
+    meets = rows[(rows["status"] == OK) & (rows[metric] <= target)]
     if meets.empty:
         raise ValueError(f"no architecture in the table reaches {metric} <= {target}")
     return int(meets[count].min())
@@ -115,7 +116,7 @@ def replay(spec: SweepSpec, space: StudySpace, table: pd.DataFrame, sampler: str
     target = o.error_targets[-1]
     rows = table[table["study"] == space.study].set_index("key")
     best = smallest_meeting(rows, o.metric, o.count, target)
-    found = rows.index[(rows["status"] == "ok") & (rows[o.metric] <= target) & (rows[o.count] <= TOLERANCE * best)]
+    found = rows.index[(rows["status"] == OK) & (rows[o.metric] <= target) & (rows[o.count] <= TOLERANCE * best)]
     swapped = dataclasses.replace(spec.sampler, name=sampler or spec.sampler.name, seed=seed)
     study = optuna.create_study(
         directions=["minimize", "minimize"] if o.type == "pareto" else ["minimize"],
@@ -130,7 +131,7 @@ def replay(spec: SweepSpec, space: StudySpace, table: pd.DataFrame, sampler: str
         row = rows.loc[key]
         search.tell(trial, row["status"], {k: row[k] for k in METRICS if k in row})
         if key in found:
-            study.set_user_attr("found_at", number)
+            study.set_user_attr(FOUND_AT_ATTR, number)
             break
     return study
 
@@ -141,7 +142,7 @@ def trials_to_find(spec: SweepSpec, space: StudySpace, table: pd.DataFrame, samp
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one INFO line per study and trial otherwise
     try:
-        return replay(spec, space, table, sampler, seed, max_trials, skip_larger).user_attrs.get("found_at")
+        return replay(spec, space, table, sampler, seed, max_trials, skip_larger).user_attrs.get(FOUND_AT_ATTR)
     finally:
         optuna.logging.set_verbosity(verbosity)
 

@@ -26,17 +26,13 @@ INTERRUPTED = 130  # the shell's exit code for a process ended by SIGINT (128 + 
 
 try:
     import torch
+    import torch.nn.functional as F
 
-    from hypersweep import tasks
-    from hypersweep.config import (  # load_config: also imported here
-        ConfigError,
-        RunConfig,
-        load_config,
-        null_if_nan,
-        read_yaml,
-    )
-    from hypersweep.models import build_model, param_counts
-    from hypersweep.tasks import Split, Task
+    from hypersweep.config import ConfigError, RunConfig, null_if_nan, read_yaml
+    from hypersweep.counts import param_counts
+    from hypersweep.models import build_model
+    from hypersweep.tasks import Kind, Split, Task, build_task, load_config  # load_config: also imported from here
+    from hypersweep.vocab import DIVERGED, OK
 except KeyboardInterrupt:  # Ctrl-C while the CLI still imports torch (seconds); a library import re-raises
     if __name__ != "__main__":
         raise
@@ -44,6 +40,27 @@ except KeyboardInterrupt:  # Ctrl-C while the CLI still imports torch (seconds);
     sys.exit(INTERRUPTED)
 
 EVAL_CHUNK = 512  # instances per evaluation forward pass, to bound memory
+
+
+def loss(kind: Kind, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Training loss per replica: out [R, B, P, k] -> [R] (MSE or cross-entropy)."""
+    if kind == "regression":
+        return (out - y).pow(2).flatten(1).mean(1)
+    logits = out.flatten(1, 2)  # [R, B*P, k]
+    target = y.flatten().expand(out.shape[0], -1)
+    return F.cross_entropy(logits.transpose(1, 2), target, reduction="none").mean(1)
+
+
+def error(kind: Kind, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Error per replica: normalised MSE (MSE / variance of y) or 0-1 error."""
+    if kind == "regression":
+        return (out - y).pow(2).flatten(1).mean(1) / y.var(unbiased=False).clamp_min(1e-12)
+    return (out.argmax(-1) != y).flatten(1).float().mean(1)
+
+
+def prediction(kind: Kind, out: torch.Tensor) -> torch.Tensor:
+    """What the model predicts: the output itself, or class probabilities."""
+    return out if kind == "regression" else out.softmax(-1)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -86,7 +103,7 @@ def refuse_out_of_memory() -> Iterator[None]:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, split: Split, kind: tasks.Kind) -> tuple[torch.Tensor, float]:
+def evaluate(model: torch.nn.Module, split: Split, kind: Kind) -> tuple[torch.Tensor, float]:
     """Error per replica [R] and the replicas' disagreement on `split`.
 
     Disagreement is the mean squared difference between two replicas' predictions,
@@ -94,10 +111,10 @@ def evaluate(model: torch.nn.Module, split: Split, kind: tasks.Kind) -> tuple[to
     """
     out = torch.cat([model(split.I[i:i + EVAL_CHUNK], split.x[i:i + EVAL_CHUNK])
                      for i in range(0, len(split), EVAL_CHUNK)], dim=1)
-    errors = tasks.error(kind, out, split.y)
+    errors = error(kind, out, split.y)
     if out.shape[0] == 1:
         return errors, math.nan
-    pred = tasks.prediction(kind, out)
+    pred = prediction(kind, out)
     # Two-pass variance written out: torch's var over the leading dim is ~30x slower here.
     variance = (pred - pred.mean(0)).pow_(2).sum(0).div_(out.shape[0] - 1)
     return errors, 2 * variance.mean().item()
@@ -141,7 +158,7 @@ def train(cfg: RunConfig, on_epoch: Callable[[dict], None] | None = None,
     start = time.perf_counter()
     device = resolve_device(cfg.train.device)
     with refuse_out_of_memory():
-        return _train(cfg, task or tasks.build_task(cfg.task), device, on_epoch, start)
+        return _train(cfg, task or build_task(cfg.task), device, on_epoch, start)
 
 
 def _train(cfg: RunConfig, task: Task, device: torch.device, on_epoch: Callable[[dict], None] | None,
@@ -164,7 +181,7 @@ def _train(cfg: RunConfig, task: Task, device: torch.device, on_epoch: Callable[
                 if t.schedule == "cosine" else None)
     order = torch.Generator().manual_seed(t.seed)
 
-    status, epoch, train_s, metrics = "ok", 0, 0.0, {}
+    status, epoch, train_s, metrics = OK, 0, 0.0, {}
     for epoch in range(1, t.epochs + 1):
         epoch_start = time.perf_counter()
         model.train()
@@ -172,7 +189,7 @@ def _train(cfg: RunConfig, task: Task, device: torch.device, on_epoch: Callable[
         perm = torch.randperm(n, generator=order).to(device)
         for k in range(steps_per_epoch):
             batch = train_split.take(perm[k * t.batch_size:(k + 1) * t.batch_size])
-            losses = tasks.loss(task.kind, model(batch.I, batch.x), batch.y)
+            losses = loss(task.kind, model(batch.I, batch.x), batch.y)
             optimizer.zero_grad(set_to_none=True)
             losses.sum().backward()  # a sum keeps each replica's gradient its own
             optimizer.step()
@@ -182,26 +199,26 @@ def _train(cfg: RunConfig, task: Task, device: torch.device, on_epoch: Callable[
         train_loss = (loss_sum / steps_per_epoch).mean().item()
         train_s += time.perf_counter() - epoch_start
         if not math.isfinite(train_loss):
-            status = "diverged"
+            status = DIVERGED
             break
         model.eval()
         val_errors, disagreement = evaluate(model, data["val"], task.kind)
         metrics = {"epoch": epoch, "train_loss": train_loss, **_summary("val", val_errors),
                    "replica_disagreement": disagreement}
         if not math.isfinite(metrics["val_error"]):
-            status = "diverged"
+            status = DIVERGED
             break
         if on_epoch:
             on_epoch(metrics)
 
-    if status == "ok":
+    if status == OK:
         test_errors, disagreement = evaluate(model, data["test"], task.kind)
         final = {**metrics, **_summary("test", test_errors), "replica_disagreement": disagreement}
     else:
         nan = torch.tensor([math.nan])
         final = {"epoch": epoch, "train_loss": math.nan, "replica_disagreement": math.nan,
                  **_summary("val", nan), **_summary("test", nan)}
-    samples = (epoch if status == "ok" else epoch - 1) * n * task.train.points
+    samples = (epoch if status == OK else epoch - 1) * n * task.train.points
     return {
         "status": status,
         **final,

@@ -12,8 +12,8 @@ import yaml
 
 from analysis import assumptions, depth, frontier, report, scaling
 from hypersweep.config import RunConfig
+from hypersweep.counts import param_counts
 from hypersweep.frontier import pareto_front, smallest
-from hypersweep.models import param_counts
 from hypersweep.results import ResultStore, load_trials
 from hypersweep.train import load_config
 

@@ -17,7 +17,9 @@ from hypersweep.models import build_model
 KEYS = {"ours", "baseline", "unit", "ratio", "goal", "met"}
 
 
-@pytest.mark.parametrize("name", [n for n in run.BENCHMARKS if n not in ("sweep_parallel", "sweep_scale")])
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.slow) if n == "search_efficiency" else n  # 60 replays: ~30 s
+    for n in run.BENCHMARKS if n not in ("sweep_parallel", "sweep_scale")])
 def test_each_benchmark_runs_on_a_tiny_size(name):
     check(run.BENCHMARKS[name]("tiny"))
 
@@ -29,6 +31,7 @@ def test_the_sweep_benchmark_runs_on_a_tiny_size(ray_address):
     assert result.details["plain_parallel_s"] > 0  # the two-process reference ran
 
 
+@pytest.mark.slow  # starts a Ray of its own
 def test_the_scale_benchmark_runs_every_study_through_the_sweep_on_a_tiny_size():
     result = run.BENCHMARKS["sweep_scale"]("tiny")
     check(result)
@@ -39,9 +42,26 @@ def test_the_scale_benchmark_runs_every_study_through_the_sweep_on_a_tiny_size()
     assert not d["torch_in_workers"]  # the simulated trial keeps 64 workers light
 
 
-def test_driver_cost_times_ask_and_tell_on_a_filled_sqlite_study():
-    row = driver_cost.measure("pareto", 20, 2)
-    assert row["code"] == "after" and row["trials_in_study"] == 20 and row["proposals_per_ask"] >= 1
+def test_a_simulated_trial_answers_from_the_table_without_ray():
+    from benchmarks import simulated_trial
+
+    width, depth = next(iter(simulated_trial.rows()))
+    config = {"model.primary.width": width, "model.primary.depth": depth, "train.lr": 0.003}
+    result, seconds = simulated_trial.answer(config)
+    row = simulated_trial.rows()[(width, depth)]
+    assert result["params_primary"] == row["params_primary"] and seconds == row["wall_s"]
+    assert result["val_error"] == pytest.approx(row["val_error"], rel=0.03)  # lr 3e-3: only the seed's jitter
+    slower = simulated_trial.answer({**config, "train.lr": 0.0003})[0]
+    assert slower["val_error"] > result["val_error"]  # a learning rate far from 3e-3 costs accuracy
+
+
+@pytest.mark.parametrize("objective", ["pareto", "constrained"])
+def test_driver_cost_times_ask_and_tell_on_a_filled_sqlite_study(objective):
+    row = driver_cost.measure(objective, 20, 2)
+    assert row["trials_in_study"] == 20 and row["proposals_per_ask"] >= 1
+    assert row["skipped_in_study"] == 0  # passed-over proposals never reach the study
+    if objective == "constrained":  # and there were some: TPE keeps proposing models larger than a feasible one
+        assert row["proposals_per_ask"] > 1
     assert row["ask_ms_median"] > 0 and row["tell_ms_median"] > 0
 
 
@@ -77,43 +97,3 @@ def test_flops_counted_from_the_architecture_match_torchs_counter(model):
     with FlopCounterMode(display=False) as counter:
         net(torch.randn(5, 4), torch.randn(5, 100, 2)).pow(2).sum().backward()
     assert training_flops(model, 4, 2, 3, points=100) == counter.get_total_flops() / 5
-
-
-def _tpe_run(sampler, trials: int, directions: int, concurrent: int) -> list[tuple]:
-    """A small constrained (or two-objective) search, `concurrent` trials in flight; the points proposed."""
-    import collections
-
-    import optuna
-
-    study = optuna.create_study(sampler=sampler, directions=["minimize"] * directions)
-    proposed, running = [], collections.deque()
-    for k in range(trials):
-        t = study.ask()
-        w, d = t.suggest_int("w", 1, 128, log=True), t.suggest_categorical("d", [1, 2, 3])
-        lr = t.suggest_float("lr", 1e-3, 1e-2, log=True)
-        proposed.append((w, d, lr))
-        running.append((t, w * d, 1 / (w * d) ** 0.5 * (1 + abs(math.log10(lr / 3e-3)))))
-        if len(running) >= concurrent:
-            t, size, error = running.popleft()
-            t.set_constraint("error_target", error - 0.1)
-            if k % 7 == 3:
-                study.tell(t, state=optuna.trial.TrialState.PRUNED)
-            else:
-                study.tell(t, [error, size] if directions == 2 else size)
-    return proposed
-
-
-@pytest.mark.parametrize("directions, concurrent", [(1, 1), (2, 4)])
-def test_bounded_tpe_proposes_what_tpe_proposes_until_its_limit(directions, concurrent):
-    import optuna
-
-    from hypersweep.search import BoundedTPE
-
-    def tpe():
-        return optuna.samplers.TPESampler(n_startup_trials=5, seed=3, multivariate=True)
-
-    plain = _tpe_run(tpe(), 40, directions, concurrent)
-    assert _tpe_run(BoundedTPE(tpe()), 40, directions, concurrent) == plain  # running trials included (constant liar)
-    bounded = BoundedTPE(tpe(), limit=12, best=4, slack=5)
-    assert _tpe_run(bounded, 40, directions, concurrent)[:17] == plain[:17]  # the same until it first cuts its copy
-    assert bounded.modelled <= 12 + 5  # and then it models no more than limit + slack finished trials

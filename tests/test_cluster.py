@@ -45,6 +45,7 @@ CONNECT_EACH = """
 """
 
 
+@pytest.mark.slow  # waits out Ray's connection timeout
 def test_an_address_without_a_ray_cluster_fails_in_seconds_with_one_line(tmp_path):
     # A port that accepts connections and says nothing, and one that answers like an HTTP/1 server (the
     # dashboard's port given by mistake): ray.init would wait on either for minutes.

@@ -4,7 +4,8 @@ import os
 import pytest
 
 import hypersweep.train
-from hypersweep.config import ConfigError, ModelConfig, load_config, read_yaml
+from hypersweep.config import ConfigError, ModelConfig, read_yaml
+from hypersweep.tasks import load_config
 
 TEACHER = {"name": "teacher", "dim_x": 2, "dim_i": 4}
 

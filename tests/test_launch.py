@@ -107,6 +107,7 @@ def test_a_uri_out_works_like_a_directory_with_its_own_storage(ray_address, tmp_
     assert resumed.returncode == 0 and "all 2 trials done" in resumed.stdout
 
 
+@pytest.mark.slow  # starts a Ray of its own
 def test_without_address_an_embedded_ray_trains_the_trials(tmp_path):
     # The Quick start's path: launch starts its own Ray (the session's Ray is left alone). Its workers
     # inherit launch's working directory at ray.init, which must still exist when they load torch.

@@ -4,7 +4,8 @@ import torch
 import torch.nn.functional as F
 
 from hypersweep.config import MLPConfig, ModelConfig
-from hypersweep.models import build_model, generated_layout, layer_shapes, param_counts
+from hypersweep.counts import layer_shapes, param_counts
+from hypersweep.models import build_model, generated_layout
 
 
 def paper_formula(a: int, o: int, w: int, d: int) -> int:

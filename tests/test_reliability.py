@@ -67,14 +67,18 @@ def running_trials(out: Path) -> int:
     return sum(t.state == optuna.trial.TrialState.RUNNING for t in study.trials)
 
 
-def assert_each_trial_exactly_once(out: Path, trials: int = TRIALS) -> None:
+def assert_each_trial_exactly_once(out: Path, trials: int = TRIALS) -> set[int]:
+    """Check the rows against the study; return the trials that were running when the driver died."""
     rows_ = load_trials(str(out))
     assert len(rows_) == trials and rows_["trial"].is_unique
     study = optuna.load_study(study_name="rel-hyper", storage=f"sqlite:///{out / 'optuna.db'}")
     complete = {t.number for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
     assert complete == set(rows_[rows_["status"] == "ok"]["trial"])
     interrupted = {t.number for t in study.trials if t.user_attrs.get("status") == "interrupted"}
-    assert not interrupted & set(rows_["trial"])
+    assert not interrupted & set(rows_["trial"])  # an interrupted trial has no row: its retry has one
+    retried = {t.user_attrs["retry_of"]: t.number for t in study.trials if "retry_of" in t.user_attrs}
+    assert set(retried) == interrupted and set(retried.values()) <= set(rows_["trial"])
+    return interrupted
     assert not list(out.rglob(".tmp-*"))  # no half-written file survives
     assert set(load_epochs(str(out))["trial"]) <= set(rows_["trial"])
 
@@ -103,7 +107,9 @@ def test_a_killed_driver_resumes_and_records_each_trial_exactly_once(ray_address
 
     resumed = launch(ray_address, "--out", str(out), "--resume")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert_each_trial_exactly_once(out)
+    interrupted = assert_each_trial_exactly_once(out)
+    if "when" in kill and kill is KILLS["during the first trials"]:  # killed while a trial was running
+        assert interrupted and f"trial #{min(interrupted)} was interrupted: queued again" in resumed.stdout
 
 
 def test_resuming_a_finished_sweep_runs_nothing_and_changes_nothing(ray_address, tmp_path):

@@ -10,8 +10,8 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from hypersweep.config import load_config
 from hypersweep.results import SCHEMA_VERSION, ResultStore, config_hash, load_epochs, load_trials, source_id
+from hypersweep.tasks import load_config
 
 
 def cfg(family: str, width: int = 4):

@@ -232,6 +232,17 @@ def test_a_sweep_with_trials_still_owed_is_not_exported(tmp_path, monkeypatch):
                      f"python -m hypersweep.launch --resume --out {sweep.out})"]
 
 
+def test_an_unreadable_sweep_json_is_named_in_one_line_and_not_exported(tmp_path, monkeypatch):
+    sweep = SweepWriter(tmp_path / "runs" / "teacher_scaling")
+    sweep.trial("hyper", 0.1)
+    (sweep.out / "sweep.json").write_text("{not json")
+    monkeypatch.setattr(results_page, "DATA", tmp_path / "data")
+    lines = []
+    assert results_page.export(tmp_path / "runs", log=lines.append) == []
+    (line,) = lines
+    assert line.startswith(f"{sweep.out / 'sweep.json'}: unreadable (") and line.endswith("), not exported")
+
+
 @pytest.mark.parametrize("target", ["mlp", "hypernet"])
 def test_the_generic_teacher_carries_the_verdict_when_it_ran(target):
     trials = pd.concat([at("hyper", [10], 0.01).assign(**{"config.task.target": t}) for t in ("hypernet", target)])

@@ -11,9 +11,9 @@ from ray.cluster_utils import Cluster
 
 from hypersweep import frontier
 from hypersweep.results import load_epochs, load_trials
-from hypersweep.search import MAX_REPEATS, SKIPPED, Search
+from hypersweep.search import MAX_REPEATS, Search
 from hypersweep.search_space import load
-from hypersweep.sweep import run_sweep
+from hypersweep.sweep import StudyASHA, make_scheduler, run_sweep, trial_status
 
 TEACHER = {"name": "teacher", "dim_x": 2, "dim_i": 4, "train_instances": 300, "points": 16}
 
@@ -62,11 +62,8 @@ def test_a_proposal_already_trained_or_training_is_not_trained_again(ray_address
     trials = load_trials(out)
     assert sorted(trials["config.model.primary.width"]) == [1, 2, 3]
     study = optuna.load_study(study_name="t-hyper", storage=storage)
-    repeats = [t for t in study.trials if t.user_attrs.get("status") == "repeat"]
-    assert repeats  # the sampler did propose a width again
-    for t in repeats:
-        assert t.state == optuna.trial.TrialState.FAIL  # samplers ignore it
-        assert t.params == study.trials[t.user_attrs["repeat_of"]].params and t.number not in set(trials["trial"])
+    # The study shows the three trained trials and nothing else: repeats never reach it.
+    assert sorted(t.number for t in study.trials) == sorted(trials["trial"]) == [0, 1, 2]
 
 
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
@@ -83,8 +80,22 @@ def test_a_sampler_stuck_on_one_point_gets_an_untried_one_until_the_space_is_exh
         search.tell(trial, "ok", {"val_error": 0.1, "params_primary": 1})
     assert widths[0] == 1 and sorted(widths[:3]) == [1, 2, 3]  # each width once, then
     assert widths[3] == 1  # nothing is left: the sampler's proposal is trained again
-    repeats = [t for t in study.trials if t.user_attrs.get("status") == "repeat"]
-    assert len(repeats) == 3 * MAX_REPEATS and all(t.params == {"model.primary.width": 1} for t in repeats)
+    assert search.skipped == {"repeat": 3 * MAX_REPEATS} and search.proposals == 4 + 3 * MAX_REPEATS
+    assert [t.params["model.primary.width"] for t in study.trials] == widths  # the study holds what trained
+
+
+def test_each_study_gets_its_own_asha_and_reports_only_at_its_rungs(tmp_path):
+    families = {"hyper": {"primary": {"width": {"low": 1, "high": 8}}}, "standard": {"train": {"epochs": 3}}}
+    spec = load_space(tmp_path, families, objective={"type": "constrained", "target": 0.1},
+                      budget={"trials": 2, "epochs": 20, "grace_epochs": 1})
+    scheduler, rungs = make_scheduler(spec)
+    assert isinstance(scheduler, StudyASHA) and set(scheduler.schedulers) == {"t-hyper", "t-standard"}
+    assert rungs == {"t-hyper": {1, 4, 16}, "t-standard": {1}}  # grace x 4^k up to each study's last epoch
+    pareto = load_space(tmp_path / "p", families)  # no early stopping under pareto: no reports before the end
+    assert make_scheduler(pareto) == (None, {"t-hyper": frozenset(), "t-standard": frozenset()})
+    assert trial_status({"final": True, "status": "diverged"}, error=False) == "diverged"
+    assert trial_status({"epoch": 4}, error=False) == "pruned"  # stopped by the scheduler before its end
+    assert trial_status(None, error=True) == "failed"
 
 
 def test_diverged_and_broken_trials_are_recorded_and_the_sweep_goes_on(ray_address, tmp_path):
@@ -113,17 +124,16 @@ def test_the_constrained_objective_prefers_the_smallest_model_that_meets_the_tar
                                budget={"trials": 10, "epochs": 4, "max_failures": 0, "early_stopping": False})
     trials = load_trials(out)
     study = optuna.load_study(study_name="t-standard", storage=storage)
-    trained = [t for t in study.trials if t.user_attrs["status"] not in SKIPPED]
-    assert sorted(t.number for t in trained) == sorted(trials["trial"])
+    trained = study.trials  # only trained trials: a larger model or a repeat never reaches the study
+    assert sorted(t.number for t in trained) == sorted(trials["trial"]) == list(range(10))
     for t in trained:  # the error target reached Optuna's own constraint handling
         row = trials[trials["trial"] == t.number].iloc[0]
         assert t.constraints == {"error_target": pytest.approx(row["val_error"] - 0.3)}
         assert t.value == row["params_primary"]  # the objective is the size alone
-    for t in study.trials:  # a model no smaller than one meeting the target was not trained
-        if t.user_attrs["status"] == "larger":
-            bound = study.trials[t.user_attrs["larger_than"]]
-            assert bound.constraints["error_target"] <= 0 and t.params["model.primary.width"] >= bound.params[
-                "model.primary.width"]
+    # A model no smaller than one known to meet the target when it was asked was not trained.
+    for t in trained:
+        earlier = [u for u in trained if u.datetime_complete < t.datetime_start and u.constraints["error_target"] <= 0]
+        assert all(t.params["model.primary.width"] < u.params["model.primary.width"] for u in earlier)
     feasible, infeasible = trials[trials["val_error"] <= 0.3], trials[trials["val_error"] > 0.3]
     assert len(feasible) >= 2 and len(infeasible) >= 1
     # Optuna's best is the smallest feasible model: neither the smallest nor the most accurate one.

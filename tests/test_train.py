@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from hypersweep.config import load_config
+from hypersweep.tasks import load_config
 from hypersweep.train import main, resolve_device, train
 
 TEACHER = {"name": "teacher", "dim_x": 2, "dim_i": 4, "seed": 0}
@@ -24,6 +24,7 @@ def config(family="hyper", width=4, depth=1, **train_options):
     })
 
 
+@pytest.mark.slow  # trains until it has learnt (4-10 s on 2 busy cores)
 def test_a_hypernetwork_with_a_17_parameter_g_learns_the_teacher():
     epochs = []
     result = train(config(), on_epoch=epochs.append)
@@ -70,6 +71,7 @@ def test_replicas_report_spread_and_disagreement(family):
     assert result["params_total"] == train(config(family, epochs=1))["params_total"]
 
 
+@pytest.mark.slow  # trains replicas long enough to agree (1-10 s on 2 busy cores)
 def test_replica_disagreement_falls_as_training_proceeds():
     curve = []
     train(config(epochs=30, seeds=3), on_epoch=curve.append)
@@ -90,6 +92,7 @@ def run_cli(tmp_path, cfg, *args, **popen):
                           capture_output=True, text=True, timeout=120, **popen)
 
 
+@pytest.mark.slow  # a real process that imports torch and trains
 def test_cli_json_prints_one_object(tmp_path):
     proc = run_cli(tmp_path, {"task": TEACHER, "model": {"family": "embedding"}, "train": {"epochs": 2}}, "--json")
     assert proc.returncode == 0, proc.stderr
@@ -162,6 +165,7 @@ def test_a_refused_config_ends_the_real_process_in_one_line(tmp_path):
     assert proc.stderr.count("\n") == 1
 
 
+@pytest.mark.slow  # interrupts a real process mid-training
 def test_ctrl_c_during_training_ends_in_one_line_and_exit_130(tmp_path):
     path = write_config(tmp_path, {"task": TEACHER, "train": {"epochs": 10_000}})
     # Shells started in the background ignore SIGINT, and children inherit that: restore the default.

@@ -7,19 +7,24 @@ new file; modules whose names start with `_` are not tasks.
 Every split holds whole instances: `I` [N, n] (what the conditioner sees), `x` [N, P, m]
 (the points the primary net is evaluated on) and `y` [N, P, k] targets (float) or
 [N, P] class indices (int64) for classification.
+
+`load_config` validates a whole run config, its task section through the task's module.
+This package imports no torch until a task module is loaded (by `registry`), so the
+search and the analysis can read configs without it.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import pkgutil
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
-import torch.nn.functional as F
+from hypersweep.config import ConfigError, RunConfig, parse
 
-from hypersweep.config import ConfigError, parse
+if TYPE_CHECKING:  # only the task modules themselves need torch: reading a config must not load it
+    import torch
 
 Kind = Literal["regression", "classification"]
 
@@ -59,27 +64,6 @@ class Task:
         return {"train": self.train, "val": self.val, "test": self.test}
 
 
-def loss(kind: Kind, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Training loss per replica: out [R, B, P, k] -> [R] (MSE or cross-entropy)."""
-    if kind == "regression":
-        return (out - y).pow(2).flatten(1).mean(1)
-    logits = out.flatten(1, 2)  # [R, B*P, k]
-    target = y.flatten().expand(out.shape[0], -1)
-    return F.cross_entropy(logits.transpose(1, 2), target, reduction="none").mean(1)
-
-
-def error(kind: Kind, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Error per replica: normalised MSE (MSE / variance of y) or 0-1 error."""
-    if kind == "regression":
-        return (out - y).pow(2).flatten(1).mean(1) / y.var(unbiased=False).clamp_min(1e-12)
-    return (out.argmax(-1) != y).flatten(1).float().mean(1)
-
-
-def prediction(kind: Kind, out: torch.Tensor) -> torch.Tensor:
-    """What the model predicts: the output itself, or class probabilities."""
-    return out if kind == "regression" else out.softmax(-1)
-
-
 def registry() -> dict[str, ModuleType]:
     """Task modules by name, found in this package."""
     return {
@@ -108,3 +92,14 @@ def task_name(cfg: Any) -> str:
 def build_task(cfg: Any) -> Task:
     """Build the task described by a parsed task Config."""
     return registry()[task_name(cfg)].build(cfg)
+
+
+def load_config(data: Any) -> RunConfig:
+    """Validate plain data (a parsed YAML file) into a RunConfig."""
+    if not isinstance(data, dict):
+        raise ConfigError("", "expected a mapping with task, model and train sections")
+    if "task" not in data:
+        raise ConfigError("task", "required key is missing")
+    task = parse_task(data["task"])
+    cfg = parse(RunConfig, {**data, "task": {}})
+    return dataclasses.replace(cfg, task=task)

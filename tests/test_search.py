@@ -1,0 +1,148 @@
+"""The Optuna side of a sweep, without Ray: real SQLite studies, real Parquet rows."""
+import math
+
+import numpy as np
+import optuna
+import yaml
+
+from hypersweep.results import ResultStore, load_trials
+from hypersweep.search import Bound, Search, model_count, open_study, params_key, rdb_storage, reconcile, tpe_best
+from hypersweep.search_space import load
+
+TEACHER = {"name": "teacher", "dim_x": 2, "dim_i": 4, "train_instances": 50, "points": 8}
+
+
+def load_space(tmp_path, objective=None, sampler=None, **family):
+    data = {"experiment": "s", "task": TEACHER, "model": {"activation": "tanh"}, "budget": {"trials": 6, "epochs": 2},
+            "families": {"standard": family or {"primary": {"width": {"low": 1, "high": 8}, "depth": 1}}}}
+    if objective:
+        data["objective"] = objective
+    if sampler:
+        data["sampler"] = sampler
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return load(str(path))
+
+
+def trained(error: float, size: int) -> dict:
+    """What a trial that trained to the end reports."""
+    return {"val_error": error, "test_error": error, "params_primary": size, "params_total": size,
+            "epoch": 2, "final": True, "status": "ok"}
+
+
+def test_a_trial_running_when_the_driver_died_is_marked_interrupted_and_queued_again(tmp_path):
+    spec = load_space(tmp_path)
+    space = spec.studies[0]
+    storage = rdb_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    study = open_study(spec, space, storage, "sweep-1", 6)
+    search = Search(study, space, spec.objective, model_count(spec, space))
+    finished, running = search.ask(), search.ask()
+    search.tell(finished, "ok", trained(0.2, 30))
+    # The driver dies here: `running` is still RUNNING in the study, `finished` has no row yet.
+    store, lines = ResultStore(str(tmp_path / "out")), []
+    done = reconcile(spec, space, storage, store, lines.append)
+
+    assert done == 1 and list(load_trials(str(tmp_path / "out"))["trial"]) == [finished.number]
+    trials = optuna.load_study(study_name=space.study, storage=storage).trials
+    interrupted = trials[running.number]
+    assert interrupted.state == optuna.trial.TrialState.FAIL
+    assert interrupted.user_attrs["status"] == "interrupted"
+    assert f"trial #{running.number} was interrupted: queued again" in "\n".join(lines)
+    resumed = optuna.load_study(study_name=space.study, storage=storage)
+    retry = Search(resumed, space, spec.objective, model_count(spec, space)).ask()  # the resumed sweep's first
+    assert retry.params == running.params
+    assert resumed.trials[retry.number].user_attrs["retry_of"] == running.number
+
+
+SPACE = {"primary": {"width": {"low": 1, "high": 64, "log": True}, "depth": {"choices": [1, 2]}},
+         "train": {"lr": {"low": 0.001, "high": 0.01, "log": True}}}
+
+
+def teacher_result(params: dict) -> dict:
+    """A made-up but deterministic result: the error falls with the size and is best near lr 3e-3."""
+    size = params["model.primary.width"] * params["model.primary.depth"]
+    error = size ** -0.5 * (1 + abs(math.log10(params["train.lr"] / 3e-3)))
+    return trained(error, size)
+
+
+def tpe() -> optuna.samplers.TPESampler:
+    return optuna.samplers.TPESampler(n_startup_trials=5, seed=3, multivariate=True)
+
+
+def searched(tmp_path, objective: dict, trials: int, bound: Bound, name: str = "optuna") -> Search:
+    spec = load_space(tmp_path, objective=objective, **SPACE)
+    space = spec.studies[0]
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / name}.db", sampler=tpe(),
+                                directions=["minimize"] * (2 if objective["type"] == "pareto" else 1))
+    search = Search(study, space, spec.objective, model_count(spec, space), bound)
+    for k in range(trials):
+        trial = search.ask()
+        result = teacher_result(trial.params)
+        search.tell(trial, "pruned" if k % 7 == 3 else "ok", result)
+    return search
+
+
+def test_below_its_bound_the_search_proposes_what_plain_tpe_proposes(tmp_path):
+    objective = {"type": "constrained", "target": 0.3}
+    bounded = searched(tmp_path, objective, 10, Bound(limit=12, best=4, slack=5), "bounded")
+    plain = searched(tmp_path, objective, 10, None, "plain")
+    assert [t.params for t in bounded.study.trials] == [t.params for t in plain.study.trials]
+    assert len(bounded.modelled) == 10  # every trained trial, none cut yet
+
+
+def test_past_its_bound_tpe_models_the_best_and_the_latest_trials_and_proposes_as_tpe_on_them(tmp_path):
+    bound = Bound(limit=12, best=4, slack=5)
+    search = searched(tmp_path, {"type": "constrained", "target": 0.3}, 26, bound)
+    assert bound.limit <= len(search.modelled) <= bound.limit + bound.slack  # cut back to 12, grown by at most 5
+    trials = search.study.trials
+    feasible = sorted((t for t in trials if t.state == optuna.trial.TrialState.COMPLETE
+                       and t.constraints["error_target"] <= 0), key=lambda t: (t.value, t.number))
+    modelled = {params_key(t.params) for t in search.modelled}
+    assert {params_key(t.params) for t in feasible[:bound.best]} <= modelled  # the smallest meeting the target stay
+    assert params_key(trials[-1].params) in modelled  # and so does the latest trial
+    # A new driver (same seed) trims the study the same way, and its next proposal is plain TPE's
+    # on exactly the trials it kept.
+    resumed = Search(optuna.load_study(study_name=search.study.study_name, storage=f"sqlite:///{tmp_path}/optuna.db",
+                                       sampler=tpe()), search.space, search.objective, search.count, bound)
+    kept = resumed.modelled
+    assert len(kept) == bound.limit
+    assert {params_key(t.params) for t in feasible[:bound.best]} <= {params_key(t.params) for t in kept}
+    twin = optuna.create_study(sampler=tpe(), directions=["minimize"])
+    twin.add_trials(kept)
+    for _ in range(3):
+        expected, proposal = twin.ask(), resumed.view.ask()  # the view: what the search's sampler proposes on
+        resumed.suggest(expected)
+        resumed.suggest(proposal)
+        assert proposal.params == expected.params
+        twin.tell(expected, state=optuna.trial.TrialState.FAIL)
+        resumed.view.tell(proposal, state=optuna.trial.TrialState.FAIL)
+
+
+def test_a_two_objective_tie_at_the_cut_is_kept_whole_for_tpe_to_break(tmp_path):
+    bound = Bound(limit=10, best=3, slack=4)
+    search = searched(tmp_path, {"type": "pareto", "targets": [0.3]}, 30, bound)
+    complete = [t for t in search.trained if t.state == optuna.trial.TrialState.COMPLETE]
+    values = np.array([t.values for t in complete])
+    front = {params_key(t.params) for t, v in zip(complete, values, strict=True)
+             if not ((values <= v).all(1) & (values < v).any(1)).any()}
+    assert len(front) > bound.best  # the front is wider than the best kept: a tie at the cut
+    best = tpe_best(complete, search.study.directions, bound.best)
+    assert {params_key(complete[k].params) for k in best} == front  # all of the front, not the most accurate 3
+    assert front <= {params_key(t.params) for t in search.modelled}
+
+
+def test_a_trial_interrupted_before_its_parameters_were_set_is_not_queued(tmp_path):
+    spec = load_space(tmp_path)
+    space = spec.studies[0]
+    storage = rdb_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    study = open_study(spec, space, storage, "sweep-1", 6)
+    half_asked = study.ask()  # the driver died before setting its parameters
+    lines = []
+    assert reconcile(spec, space, storage, ResultStore(str(tmp_path / "out")), lines.append) == 0
+    (only,) = optuna.load_study(study_name=space.study, storage=storage).trials  # nothing queued
+    assert only.user_attrs["status"] == "interrupted" and only.state == optuna.trial.TrialState.FAIL
+    assert lines == [f"[{space.study}] trial #{half_asked.number} was interrupted before its parameters were set"]
+    # A trial queued without parameters (by an older version) still gets a full set when asked.
+    study.enqueue_trial({}, user_attrs={"retry_of": half_asked.number})
+    trial = Search(study, space, spec.objective, model_count(spec, space)).ask()
+    assert set(trial.params) == {"model.primary.width"}
