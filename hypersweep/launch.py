@@ -407,8 +407,8 @@ def _main(argv: list[str] | None) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 2
         except OSError as err:
-            say(launch.out, f"error: {launch.out}: {first_line(err)}; free the space or fix the permissions, then "
-                        f"continue with  {resume_command(launch)}", err=True)
+            say(launch.out, f"error: {launch.out}: {first_line(err)}; free the space or fix the permissions, "
+                            f"then continue with  {resume_command(launch)}", err=True)
             return 1
         finally:
             if lock:
@@ -417,7 +417,7 @@ def _main(argv: list[str] | None) -> int:
                     lock.parent.rmdir()
         if launch.store.read_text(MANIFEST) is not None:
             say(launch.out, f"\ninterrupted{' (hang-up)' if signum == signal.SIGHUP else ''}: continue with  "
-                        f"{resume_command(launch)}", err=True)
+                            f"{resume_command(launch)}", err=True)
         else:
             print("\ninterrupted before the sweep started: nothing to resume", file=sys.stderr)
         return 128 + signum
@@ -481,8 +481,8 @@ def _sweep(launch: Plan, args: argparse.Namespace, resources: dict[str, float]) 
     store.write_text(MANIFEST, json.dumps(launch.manifest, indent=2))
     shown = launch.manifest["storage"] or f"sqlite:///{Path(store.root) / 'optuna.db'}"
     say(launch.out, f"hypersweep {__version__}: {spec.experiment} -> {launch.out} "
-                f"({len(spec.studies)} studies; Ray: {resources.get('CPU', 0):g} CPUs, "
-                f"{resources.get('GPU', 0):g} GPUs; Optuna: {shown}; source {source_id()})")
+                    f"({len(spec.studies)} studies; Ray: {resources.get('CPU', 0):g} CPUs, "
+                    f"{resources.get('GPU', 0):g} GPUs; Optuna: {shown}; source {source_id()})")
     from hypersweep.search import StudyMismatch
     from hypersweep.sweep import run_sweep
 
