@@ -9,8 +9,9 @@ Each node is a network, PID, mount and UTS namespace with its own address, hostn
 stopping it ends everything the node runs), home directory (its own ~/.ssh/authorized_keys, ~/.ray,
 ~/.bashrc), /tmp/ray, /dev/shm and /run. The laptop is a namespace too, holding the bridge that joins the
 three, a checkout of this repository and the SSH key; `ray up`, `ray submit` and `ray down` run there.
-Every address lives inside these namespaces (TEST-NET-1, RFC 5737, reserved for examples and never routed);
-nothing here reaches or listens on any other network.
+Every address lives inside these namespaces, in a documentation range (RFC 5737: reserved for examples, never
+routed) that this machine's own interfaces and routes do not use; nothing here reaches or listens on any other
+network.
 
 The nodes have no route to a package index. Their login shell's `python` is a venv of this interpreter that
 sees the test environment's packages through a .pth file, so the cluster file's setup commands (`pip install
@@ -33,8 +34,16 @@ from pathlib import Path
 import psutil
 
 REPO = Path(__file__).resolve().parent.parent
-SUBNET = "192.0.2"  # TEST-NET-1: exists only inside the namespaces made here
-LAPTOP_IP = f"{SUBNET}.1"
+SUBNETS = ("198.51.100", "203.0.113", "192.0.2")  # TEST-NET-2, -3 and -1, for the first this machine lacks
+
+
+def free_subnet() -> str:
+    """A /24 of SUBNETS that no address or route of this machine's own network mentions."""
+    used = run(["ip", "-4", "-o", "addr"]).stdout + run(["ip", "-4", "route"]).stdout
+    for subnet in SUBNETS:
+        if f" {subnet}." not in used:
+            return subnet
+    raise Unavailable(f"this machine's network uses every test range ({', '.join(SUBNETS)})")
 
 
 class Unavailable(Exception):
@@ -65,12 +74,15 @@ class TwoNodes:
     """Builds the laptop and two nodes in `root` on entry; removes every namespace and process on exit."""
 
     def __init__(self, root: Path):
+        check_available()  # raises Unavailable, with one line why
         self.root = root
         tag = "hs" + uuid.uuid4().hex[:4]  # names unique to this run; interface names stay under 16 bytes
         self.tag = tag
         self.lan = f"{tag}-lan"
-        self.head = Node("hs-head", f"{SUBNET}.20", root / "head", f"{tag}-head")
-        self.worker = Node("hs-worker", f"{SUBNET}.21", root / "worker", f"{tag}-worker")
+        subnet = free_subnet()
+        self.laptop_ip = f"{subnet}.1"
+        self.head = Node("hs-head", f"{subnet}.20", root / "head", f"{tag}-head")
+        self.worker = Node("hs-worker", f"{subnet}.21", root / "worker", f"{tag}-worker")
         self.nodes = (self.head, self.worker)
         self.laptop_home = root / "laptop" / "home"
         self.checkout = self.laptop_home / "hypersweep"
@@ -81,7 +93,6 @@ class TwoNodes:
     # -- building ----------------------------------------------------------------------------------------
 
     def __enter__(self) -> TwoNodes:
-        check_available()
         try:
             self._files()
             self._network()
@@ -99,7 +110,7 @@ class TwoNodes:
 
     def _files(self) -> None:
         hosts = "127.0.0.1 localhost\n" + "".join(f"{ip} {name}\n" for ip, name in
-                                                   [(LAPTOP_IP, "laptop")] + [(n.ip, n.name) for n in self.nodes])
+                                                   [(self.laptop_ip, "laptop")] + [(n.ip, n.name) for n in self.nodes])
         (self.root / "hosts").write_text(hosts)
         (self.root / "resolv.conf").write_text("")  # no name server: a lookup fails at once, offline
         for home in (self.laptop_home, *(n.home for n in self.nodes)):
@@ -149,7 +160,7 @@ class TwoNodes:
             self.made_netns.append(ns)
             run(["ip", "-n", ns, "link", "set", "lo", "up"])
         run(["ip", "-n", self.lan, "link", "add", "br0", "type", "bridge"])
-        run(["ip", "-n", self.lan, "addr", "add", f"{LAPTOP_IP}/24", "dev", "br0"])
+        run(["ip", "-n", self.lan, "addr", "add", f"{self.laptop_ip}/24", "dev", "br0"])
         run(["ip", "-n", self.lan, "link", "set", "br0", "up"])
         for i, node in enumerate(self.nodes):
             port = f"{self.tag}p{i}"
@@ -160,7 +171,7 @@ class TwoNodes:
             run(["ip", "-n", node.netns, "link", "set", "eth0", "up"])
             # Ray finds a node's address by the route to a public one: the default route gives it eth0's.
             # Nothing forwards beyond the laptop's namespace, so no packet leaves.
-            run(["ip", "-n", node.netns, "route", "add", "default", "via", LAPTOP_IP])
+            run(["ip", "-n", node.netns, "route", "add", "default", "via", self.laptop_ip])
 
     def _mounts(self, hostname: str, home: Path, tmp_ray: Path | None) -> str:
         """Shell lines that make a fresh mount namespace look like a machine of its own.
