@@ -24,7 +24,7 @@ GONE_S = 10.0  # long enough for a head that is busy, short enough that `ray dow
 PID_FILE = Path.home() / ".cache" / "hypersweep" / "headwatch.pid"
 
 
-def answers(host: str, port: int, timeout: float = POLL_S) -> bool:
+def answers(host: str, port: int, timeout: float) -> bool:
     try:
         socket.create_connection((host, port), timeout=timeout).close()
     except OSError:
@@ -32,11 +32,12 @@ def answers(host: str, port: int, timeout: float = POLL_S) -> bool:
     return True
 
 
-def watch(host: str, port: int, gone_s: float = GONE_S, poll_s: float = POLL_S) -> None:
+def watch(host: str, port: int, gone_s: float = GONE_S) -> None:
     """Return once `host:port` has refused or ignored every connection for `gone_s` seconds."""
+    poll_s = min(POLL_S, gone_s / 5)
     last_seen = time.monotonic()
     while time.monotonic() - last_seen < gone_s:
-        if answers(host, port):
+        if answers(host, port, timeout=poll_s):
             last_seen = time.monotonic()
         time.sleep(poll_s)
 
@@ -54,12 +55,14 @@ def replace_previous_watcher() -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m hypersweep.headwatch", description=__doc__.splitlines()[0])
     p.add_argument("head", help="the head's Ray address, HOST:PORT (the worker's `ray start --address`)")
+    p.add_argument("--gone-after", type=float, default=GONE_S, metavar="SECONDS",
+                   help=f"stop this node's Ray once the head has not answered for this long (default {GONE_S:g})")
     args = p.parse_args(argv)
     host, _, port = args.head.rpartition(":")
     if not host or not port.isdigit():
         p.error(f"{args.head}: give the head's address as HOST:PORT")
     replace_previous_watcher()
-    watch(host.strip("[]"), int(port))
+    watch(host.strip("[]"), int(port), args.gone_after)
     # The `ray` command of the python that runs us (the login shell's, which started this node's Ray).
     ray = Path(sys.executable).parent / "ray"
     subprocess.run([str(ray) if ray.exists() else "ray", "stop"], stdout=subprocess.DEVNULL,

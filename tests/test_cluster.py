@@ -206,7 +206,8 @@ def test_rays_working_directory_is_private_and_empty(tmp_path, monkeypatch):
 
 def test_the_head_watcher_stops_this_nodes_ray_once_the_head_is_gone(tmp_path):
     # What `ray down` leaves on a worker of the local provider: the watcher notices the head's port closed
-    # and runs `ray stop` (here a stand-in `ray` next to a stand-in python, which records the call).
+    # and runs the `ray stop` of its python (here a stand-in `ray` beside a link to python, which records the
+    # call instead of stopping the tests' Ray; the package is imported from the checkout, the working directory).
     head = socket.create_server(("127.0.0.1", 0))
     port = head.getsockname()[1]
     bin_dir = tmp_path / "bin"
@@ -215,11 +216,10 @@ def test_the_head_watcher_stops_this_nodes_ray_once_the_head_is_gone(tmp_path):
     (bin_dir / "ray").write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path / 'called'}\n")
     (bin_dir / "ray").chmod(0o755)
     env = {**os.environ, "HOME": str(tmp_path)}
-    code = ("import sys, hypersweep.headwatch as w; w.POLL_S, w.GONE_S = 0.2, 1.0; "
-            f"sys.exit(w.main(['127.0.0.1:{port}']))")
-    watcher = subprocess.Popen([str(bin_dir / "python"), "-c", code], env=env)
+    watcher = subprocess.Popen([str(bin_dir / "python"), "-m", "hypersweep.headwatch", f"127.0.0.1:{port}",
+                                "--gone-after", "1"], env=env, cwd=Path(hypersweep.__file__).parent.parent)
     try:
-        time.sleep(2)
+        time.sleep(1.5)
         assert watcher.poll() is None and not (tmp_path / "called").exists()  # the head answers: keep watching
         head.close()
         assert watcher.wait(timeout=30) == 0
