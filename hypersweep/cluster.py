@@ -3,7 +3,7 @@
     resources = connect(args.address)      # embedded Ray when the address is None
     check_fits(cpus=1, gpus=0.25)          # before any trial is submitted
 
-Three traps live here so that launch.py does not have to know about them:
+The traps of joining Ray live here, so that launch.py does not have to know about them:
 
 - Ray puts the driver's working directory on every worker's `sys.path`. Under `ray submit` that is the
   home directory of the head node, which holds the checkout `~/hypersweep` (a directory without
@@ -104,8 +104,8 @@ def _has_token() -> bool:
 def _auth_refused(address: str | None) -> str:
     where = f"--address {address}" if address else "the local Ray"
     if os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
-        return (f"{where}: the cluster refused this machine's Ray token; give it the cluster's (the head's "
-                "~/.ray/auth_token, here in ~/.ray/auth_token with mode 600, or RAY_AUTH_TOKEN_PATH)")
+        return (f"{where}: the cluster refused this machine's Ray token; copy the head's ~/.ray/auth_token to "
+                "~/.ray/auth_token here (mode 600), or point RAY_AUTH_TOKEN_PATH at a copy")
     return (f"{where}: the cluster uses Ray's token authentication; run with RAY_AUTH_MODE=token and the "
             "cluster's token in ~/.ray/auth_token (or RAY_AUTH_TOKEN_PATH), or on the head with --address auto")
 
