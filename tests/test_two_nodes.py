@@ -132,10 +132,9 @@ def test_two_machines_token_auth_submit_hang_up_kill_resume_and_down(tmp_path):
         assert 1 <= stopped_with < TRIALS
 
         # The hint, pasted on the head; then the driver is killed outright after another trial.
-        pasted = subprocess.Popen(nodes.laptop_command(
-            ["ssh", "-i", str(nodes.key), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-             "-o", "LogLevel=ERROR", f"root@{nodes.head.ip}", f"bash --login -c '{hint}'"]),
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=laptop_env())
+        pasted = subprocess.Popen(nodes.laptop_command(nodes.ssh_command(nodes.head, hint)),
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  env=laptop_env())
         wait(lambda: len(rows(nodes)) > stopped_with or pasted.poll() is not None, "a trial of the resumed sweep")
         for driver in drivers(nodes):
             driver.kill()

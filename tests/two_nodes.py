@@ -21,6 +21,7 @@ itself, from the copy `ray up` made, without a build environment from the index.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -226,12 +227,14 @@ class TwoNodes:
         return subprocess.run(self.laptop_command(command), capture_output=True, text=True, timeout=timeout,
                               stdin=subprocess.DEVNULL, env=laptop_env(), **kwargs)
 
+    def ssh_command(self, node: Node, command: str) -> list[str]:
+        """`command` in the node's login shell, over SSH from the laptop (for laptop_command)."""
+        return ["ssh", "-i", str(self.key), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                "-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", f"root@{node.ip}",
+                f"bash --login -c {shlex.quote(command)}"]
+
     def ssh(self, node: Node, command: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        """`command` in the node's login shell, over SSH from the laptop."""
-        return self.laptop(["ssh", "-i", str(self.key), "-o", "StrictHostKeyChecking=no",
-                            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "BatchMode=yes",
-                            "-o", "ConnectTimeout=5", f"root@{node.ip}", f"bash --login -c {shell_quote(command)}"],
-                           timeout=timeout)
+        return self.laptop(self.ssh_command(node, command), timeout=timeout)
 
     def processes(self, node: Node) -> list[psutil.Process]:
         """Every process of `node` but its sshd (PID 1 there) and SSH sessions."""
@@ -296,6 +299,3 @@ def run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
         raise RuntimeError(f"{' '.join(command)}: {proc.stderr.strip()}")
     return proc
 
-
-def shell_quote(text: str) -> str:
-    return "'" + text.replace("'", "'\"'\"'") + "'"
