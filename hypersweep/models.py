@@ -109,8 +109,23 @@ class StackedLinear(nn.Module):
         return torch.baddbmm(self.bias, h, self.weight_t)
 
 
+def masked(h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """`h` [S, ..., width] with each stacked network's padded units set to 0 (`mask` [S, 1, width], or None).
+
+    A packed member narrower than its pack computes on zero-padded weights: a padded unit's
+    pre-activation is exactly 0, but act(0) is 0.5 for the sigmoid, so the unit is zeroed after
+    the activation; it then sends nothing forward and gets no gradient (hypersweep.packing).
+    """
+    if mask is None:
+        return h
+    return h * mask.view(mask.shape[0], *(1,) * (h.dim() - 2), mask.shape[-1])
+
+
 class StackedMLP(nn.Module):
-    """R independent MLPs, Kaiming-initialised (zero biases, unit-gain output layer)."""
+    """R independent MLPs, Kaiming-initialised (zero biases, unit-gain output layer).
+
+    `unit_mask` (None unless packed) marks each stacked network's own hidden units.
+    """
 
     def __init__(self, replicas: int, fan_in: int, fan_out: int, mlp: MLPConfig,
                  activation: str, bias: bool):
@@ -121,11 +136,16 @@ class StackedMLP(nn.Module):
             StackedLinear(replicas, i, o, bias, (gain(activation) if k < len(shapes) - 1 else 1.0) / math.sqrt(i))
             for k, (i, o) in enumerate(shapes)
         )
+        self.register_buffer("unit_mask", None)
+
+    def activate(self, h: torch.Tensor) -> torch.Tensor:
+        """A hidden layer's activation, padded units zeroed."""
+        return masked(self.act(h), self.unit_mask)
 
     def hidden(self, h: torch.Tensor) -> torch.Tensor:
         """Features of the last hidden layer (the input itself when depth is 0)."""
         for layer in self.layers[:-1]:
-            h = self.act(layer(h))
+            h = self.activate(layer(h))
         return h
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
@@ -164,6 +184,8 @@ class HyperModel(nn.Module):
         n_theta = mlp_params(dim_x, dim_out, cfg.primary, cfg.has_primary_bias)
         self.f = StackedMLP(replicas, dim_i, n_theta, cfg.conditioner, cfg.activation, cfg.bias)
         self._hyperfan_in(dim_i, cfg.activation)
+        # Packed: each network's own entries of theta (g's padded weights and biases are kept 0).
+        self.register_buffer("theta_mask", None)
 
     @torch.no_grad()
     def _hyperfan_in(self, dim_i: int, activation: str) -> None:
@@ -195,7 +217,8 @@ class HyperModel(nn.Module):
 
     def generated(self, I: torch.Tensor) -> torch.Tensor:
         """theta_I = f(I) for each replica: [R, B, params_primary]."""
-        return self.f(I.expand(self.replicas, -1, -1))
+        stacked = self.f.layers[0].weight_t.shape[0]  # R, or fewer once a pack has let members go
+        return masked(self.f(I.expand(stacked, -1, -1)), self.theta_mask)
 
     def forward(self, I: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         theta = self.generated(I)
@@ -252,12 +275,13 @@ class ConcatModel(nn.Module):
             self.e = StackedMLP(replicas, dim_i, cfg.embedding_dim, cfg.conditioner, cfg.activation, cfg.bias)
             dim_c = cfg.embedding_dim
         self.dim_x = dim_x
+        self.register_buffer("code_mask", None)  # packed: each network's own units of e(I)
         self.q = StackedMLP(replicas, dim_x + dim_c, dim_out, cfg.primary, cfg.activation, cfg.has_primary_bias)
 
     def forward(self, I: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         first, rest = self.q.layers[0], self.q.layers[1:]
         R, (B, P, m) = first.weight.shape[0], x.shape
-        c = I.expand(R, -1, -1) if self.e is None else self.e(I.expand(R, -1, -1))
+        c = I.expand(R, -1, -1) if self.e is None else masked(self.e(I.expand(R, -1, -1)), self.code_mask)
         W_x, W_c = first.weight_t[:, : self.dim_x], first.weight_t[:, self.dim_x:]
         per_instance = torch.bmm(c, W_c)  # [R, B, out]
         if first.bias is not None:
@@ -265,7 +289,7 @@ class ConcatModel(nn.Module):
         h = torch.matmul(x.reshape(1, B * P, m), W_x).view(R, B, P, -1)
         h = h + per_instance[:, :, None, :]
         for layer in rest:
-            h = layer(self.q.act(h).view(R, B * P, -1)).view(R, B, P, -1)
+            h = layer(self.q.activate(h).view(R, B * P, -1)).view(R, B, P, -1)
         return h
 
 

@@ -55,6 +55,8 @@ RESULT_COLUMNS: dict[str, pa.DataType] = {
     "threads": pa.int64(),  # torch threads the trial trained with (= its CPUs)
     "node": pa.string(),
     "node_id": pa.string(),
+    "pack": pa.int64(),  # the trials trained as one model share it: the Optuna number of the pack's first
+    "pack_size": pa.int64(),  # trials in that pack when it started (1: trained alone)
 }
 RESULT_KEYS = (*RESULT_COLUMNS, "epoch", "started_at")  # a result's keys a row is made from
 
@@ -345,6 +347,8 @@ def trial_row(spec: SweepSpec, space: StudySpace, cfg: RunConfig, number: int, t
     started = result.get("started_at")
     return {
         **metrics,
+        "pack": number if metrics["pack"] is None else metrics["pack"],
+        "pack_size": metrics["pack_size"] or 1,
         "experiment": spec.experiment,
         "study": space.study,
         "variant": space.label,

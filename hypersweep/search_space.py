@@ -74,6 +74,13 @@ class Budget:
     grace_epochs: int = field(default=2, metadata=bounds(1))
     max_failures: int = field(default=2, metadata=bounds(0))
     max_params: int | None = field(default=None, metadata=bounds(1))  # refuse bigger models
+    pack: int | None = field(default=None, metadata=bounds(1))  # trials per pack (1: no packing); default: PACK
+
+
+# Trials one Tune trial trains as one stacked model by default (hypersweep.packing), measured on
+# the quickstart and teacher_scaling spaces (BENCHMARKS.md, trial_packing): on a CPU packs of 8
+# paid 2-5x for small models; a GPU is idle below hundreds of tiny members.
+PACK = {"cpu": 8, "gpu": 64}
 
 
 @dataclass(frozen=True)
@@ -118,6 +125,7 @@ class StudySpace:
     base: dict  # the run config with every searched key left out
     params: tuple[Param, ...]
     dims: tuple[int, int, int] | None  # the task's (dim_i, dim_x, dim_out); None unless tasks were built
+    points: int | None = None  # points x per instance (what packing's activation cap counts); idem
 
     @property
     def label(self) -> str:
@@ -149,6 +157,11 @@ class SweepSpec:
             grid = space.grid_size()
             return min(grid, self.budget.trials or grid)
         return self.budget.trials or 20
+
+    @property
+    def pack(self) -> int:
+        """Trials per pack: `budget.pack`, else PACK for the trials' device (a GPU when they ask for one)."""
+        return self.budget.pack or PACK["gpu" if self.resources.gpus else "cpu"]
 
     @property
     def early_stopping(self) -> bool:
@@ -302,7 +315,7 @@ def _study_space(top: _Top, family: str, body: Any, variant: dict, common: dict,
                "high": {p.name: _corner(p, low=False) for p in params}}
     study = f"{top.experiment}-{family}" + (f"-{variant_label(variant)}" if variant else "")
     dims = (task.dim_i, task.dim_x, task.dim_out) if task else None
-    space = StudySpace(family, variant, study, base, tuple(params), dims)
+    space = StudySpace(family, variant, study, base, tuple(params), dims, task.train.points if task else None)
     for which, values in corners.items():
         cfg = _check_run_config(space.config(values), origin, which, values)
         if which == "high" and top.budget.max_params and task:

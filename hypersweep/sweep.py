@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import os
 import socket
 import time
+import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import optuna
 import ray
 from ray import tune
@@ -32,15 +35,18 @@ from ray.tune.search import Searcher
 from hypersweep import cluster, failpoints
 from hypersweep.config import TrainConfig
 from hypersweep.counts import param_counts
+from hypersweep.packing import ACTIVATION_CAP, plan_packs
 from hypersweep.results import ResultStore, is_remote, source_id, trial_row
 from hypersweep.search import Search, model_count, open_study, rdb_storage, reconcile
 from hypersweep.search_space import StudySpace, SweepSpec
 from hypersweep.tasks import build_task, load_config
-from hypersweep.train import train
-from hypersweep.vocab import FAILED, PRUNED, RAY_TRIAL_ATTR, TrainedStatus
+from hypersweep.train import train, train_pack
+from hypersweep.vocab import FAILED, OK, PRUNED, RAY_TRIAL_ATTR, TrainedStatus
 
 ASHA_REDUCTION = 4  # ASHA keeps the best quarter of the trials at each rung
 STUDY_KEY = "study"  # the key of a Tune trial's config that names its Optuna study
+PACK_KEY = "pack"  # a packed Tune trial's config: its members, [{"number": Optuna trial number, "params": {...}}]
+MEMBERS_KEY = "members"  # a packed trial's report: the members that finished since its previous report
 PENDING_ENV = "TUNE_MAX_PENDING_TRIALS_PG"  # Ray Tune's (documented) limit on trials waiting for a slot
 
 
@@ -64,42 +70,90 @@ class SweepSearcher(Searcher):
     Fairness: the next free slot goes to the study with the most trials still owed (not yet
     finished nor running); ties go to the study listed first. Studies with equal budgets
     thus advance together, and a study that finishes early leaves its slots to the others.
+
+    With `pack` > 1 a Tune trial trains a pack (`run_pack`): the study is asked for up to
+    `pack` trials at once, which `hypersweep.packing.plan_packs` groups into packs by what
+    they must share and by size; packs not started yet wait in `ready` for the next slots.
+    Each member is told as soon as its pack reports it finished.
     """
 
-    def __init__(self, studies: dict[str, Owed], metric: str):
+    def __init__(self, studies: dict[str, Owed], metric: str, pack: int = 1,
+                 spaces: dict[str, StudySpace] | None = None, cap: int = 0):
         super().__init__(metric=metric, mode="min")
-        self.studies = studies
-        self.trials: dict[str, tuple[str, optuna.Trial]] = {}  # Tune trial id -> (study name, Optuna trial)
+        self.studies, self.pack, self.spaces, self.cap = studies, pack, spaces or {}, cap
+        self.trials: dict[str, tuple[str, dict[int, optuna.Trial]]] = {}  # Tune trial id -> (study, members untold)
         self.numbers: dict[str, int] = {}  # Tune trial id -> Optuna trial number, kept for the Recorder
+        self.ready: list[tuple[str, list[optuna.Trial]]] = []  # packs asked, not given a slot yet
 
     def __getstate__(self) -> dict:
         """Tune pickles the searcher into OUT/ray (tuner.pkl). The studies stay out: their storage URL
         may hold a database password, and a sweep resumes from the studies, never from Tune's state."""
-        return {**self.__dict__, "studies": {}, "trials": {}}
+        return {**self.__dict__, "studies": {}, "trials": {}, "ready": []}
 
     def suggest(self, trial_id: str) -> dict | None:
+        if self.pack > 1:
+            return self._suggest_pack(trial_id)
         name, owed = max(self.studies.items(), key=lambda item: item[1].owed)
         if owed.owed <= 0:
             return Searcher.FINISHED
         trial = owed.search.ask()
         trial.set_user_attr(RAY_TRIAL_ATTR, trial_id)
         owed.running += 1
-        self.trials[trial_id] = (name, trial)
+        self.trials[trial_id] = (name, {trial.number: trial})
         self.numbers[trial_id] = trial.number
         return {STUDY_KEY: name, **trial.params}
+
+    def _suggest_pack(self, trial_id: str) -> dict | None:
+        if not self.ready:
+            self._ask_packs()
+        if not self.ready:
+            return Searcher.FINISHED
+        name, members = self.ready.pop(0)
+        for trial in members:
+            trial.set_user_attr(RAY_TRIAL_ATTR, trial_id)
+        self.trials[trial_id] = (name, {t.number: t for t in members})
+        return {STUDY_KEY: name, PACK_KEY: [{"number": t.number, "params": t.params} for t in members]}
+
+    def _ask_packs(self) -> None:
+        """Ask the study owed most for up to `pack` trials and queue them as packs."""
+        name, owed = max(self.studies.items(), key=lambda item: item[1].owed)
+        if owed.owed <= 0:
+            return
+        space = self.spaces[name]
+        trials = [owed.search.ask() for _ in range(min(self.pack, owed.owed))]
+        owed.running += len(trials)
+        cfgs = [load_config(space.config(t.params)) for t in trials]
+        for pack in plan_packs(cfgs, space.points or 1, self.pack, self.cap):
+            self.ready.append((name, [trials[i] for i in pack]))
 
     def optuna_number(self, trial_id: str) -> int:
         return self.numbers[trial_id]
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        """Intermediate values are not sent: early stopping is the scheduler's job."""
+        """A pack's finished members are told here; intermediate values are not sent (early
+        stopping is the scheduler's job, or the pack's)."""
+        for member in result.get(MEMBERS_KEY, []):
+            self._tell(trial_id, member["number"], member["status"], member)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id not in self.trials:
             return
-        name, trial = self.trials.pop(trial_id)
+        members = self.trials[trial_id][1]
+        if self.pack > 1:  # members the pack did not report: it failed (or ended without them)
+            for number in list(members):
+                self._tell(trial_id, number, FAILED, None)
+        else:
+            self._tell(trial_id, next(iter(members)), trial_status(result, error), result)
+        del self.trials[trial_id]
+
+    def _tell(self, trial_id: str, number: int, status: TrainedStatus, result: dict | None) -> None:
+        """Tell one trial's result once (a retried pack reports its members again)."""
+        name, members = self.trials[trial_id]
+        trial = members.pop(number, None)
+        if trial is None:
+            return
         owed = self.studies[name]
-        owed.search.tell(trial, trial_status(result, error), result)
+        owed.search.tell(trial, status, result)
         owed.running -= 1
         owed.done += 1
         failpoints.reached("after_tell", trial.number)
@@ -172,6 +226,70 @@ def run_trial(config: dict, spaces: dict[str, StudySpace], report_epochs: dict[s
     tune.report({**final, **meta, "final": True, "history": history})
 
 
+def run_pack(config: dict, spaces: dict[str, StudySpace], report_epochs: dict[str, frozenset[int]],
+             metric: str = "val_error", rungs: str | None = None) -> None:
+    """One Ray Tune trial that trains a pack of trials (`hypersweep.train.train_pack`).
+
+    A member that stops before the others (diverged, or pruned by `Rungs`, the actor named
+    `rungs`, at its study's `report_epochs`) is reported at once, so its row is written
+    while its siblings train on; the others are reported together at the end. Each member's
+    report carries its whole learning curve as `history`.
+    """
+    study = config[STUDY_KEY]
+    space, rung_epochs_ = spaces[study], report_epochs[study]
+    members = config[PACK_KEY]
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
+    cfgs = []
+    for member in members:
+        cfg = load_config(space.config(member["params"]))
+        cfgs.append(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=cfg.train.threads or
+                                                                        max(1, int(cpus)))))
+    meta = {"node": socket.gethostname(), "node_id": ray.get_runtime_context().get_node_id(),
+            "threads": cfgs[0].train.threads, "started_at": time.time(),
+            "pack": min(m["number"] for m in members), "pack_size": len(members)}
+    task = build_task(cfgs[0].task)
+    history: list[list[dict]] = [[] for _ in members]
+    judge = ray.get_actor(rungs) if rungs else None
+
+    def report(done: list[tuple[int, dict]], final: bool = False) -> None:
+        reported = [{**result, **meta, "number": members[m]["number"], "history": history[m]} for m, result in done]
+        best = min((r["val_error"] for r in reported if r.get("val_error") is not None), default=math.nan)
+        tune.report({metric: best, "final": final, MEMBERS_KEY: reported})
+
+    def stop(epoch: int, metrics: dict[int, dict]) -> list[int]:
+        if judge is None or epoch not in rung_epochs_:
+            return []
+        values = {m: v.get(metric, math.nan) for m, v in metrics.items()}
+        return ray.get(judge.judge.remote(study, epoch, values))
+
+    results = train_pack(cfgs, lambda m, metrics: history[m].append(metrics), task, stop,
+                         lambda m, result: report([(m, result)]))
+    report([(m, r) for m, r in enumerate(results) if r["status"] == OK], final=True)
+
+
+class Rungs:
+    """ASHA's rule for the members of packs (a Ray actor shared by every pack of a sweep).
+
+    At each rung epoch a member is stopped when its metric is worse than the best
+    1/ASHA_REDUCTION of the values its study recorded at that rung before it (the rule of Ray
+    Tune's ASHAScheduler with one bracket, which `StudyASHA` applies to unpacked trials). A
+    study's members are compared only with each other.
+    """
+
+    def __init__(self) -> None:
+        self.recorded: dict[tuple[str, int], list[float]] = {}
+
+    def judge(self, study: str, epoch: int, values: dict[int, float]) -> list[int]:
+        """Record `values` (member -> metric, lower is better) at `epoch`; return the members to stop."""
+        recorded = self.recorded.setdefault((study, epoch), [])
+        stop = []
+        for member, value in values.items():
+            if recorded and value > np.nanpercentile(recorded, 100 / ASHA_REDUCTION):
+                stop.append(member)
+            recorded.append(value)
+        return stop
+
+
 @contextlib.contextmanager
 def _pending_trials(limit: int | None):
     """Let Tune keep up to `limit` trials pending (proposed, waiting for a slot) while the Tuner runs.
@@ -214,6 +332,7 @@ class Recorder(tune.Callback):
         self.spec, self.store, self.searcher, self.log = spec, store, searcher, log
         self.spaces = {s.study: s for s in spec.studies}
         self.live: dict[str, list[dict]] = {}
+        self.written: set[tuple[str, int]] = set()  # (study, number) of the rows this run wrote
         self.commit = source_id()
         self.done = {name: min(o.done, o.budget) for name, o in searcher.studies.items()}
         self.total = sum(o.budget for o in searcher.studies.values())
@@ -223,6 +342,10 @@ class Recorder(tune.Callback):
         self.write_error: OSError | None = None
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        if PACK_KEY in trial.config:  # the members its pack finished since its last report
+            for member in result.get(MEMBERS_KEY, []):
+                self._record_member(trial, member, member["status"], member.get("error"), trial.num_failures)
+            return
         self.live.setdefault(trial.trial_id, []).extend(result.get("history", []))
 
     def on_trial_recover(self, iteration, trials, trial, **info):
@@ -239,19 +362,39 @@ class Recorder(tune.Callback):
         self._record(trial, trial.last_result, error=message)
 
     def _record(self, trial, result: dict, error: str | None) -> None:
-        space = self.spaces[trial.config[STUDY_KEY]]
+        # Each failure but the last one of a failed trial was followed by a retry.
+        retries = trial.num_failures - (error is not None)
+        if PACK_KEY in trial.config:  # members its pack never reported: failed with it
+            pack = {"pack": min(m["number"] for m in trial.config[PACK_KEY]), "pack_size": len(trial.config[PACK_KEY])}
+            for member in trial.config[PACK_KEY]:
+                self._record_member(trial, {"number": member["number"], **pack}, FAILED,
+                                    error or "its pack ended without reporting it", retries)
+            return
         number = self.searcher.optuna_number(trial.trial_id)
-        status = trial_status(result, error is not None)
         params = {k: v for k, v in trial.config.items() if k != STUDY_KEY}
+        self._write(trial, number, params, trial_status(result, error is not None), result, error, retries,
+                    self.live.pop(trial.trial_id, []))
+
+    def _record_member(self, trial, member: dict, status: TrainedStatus, error: str | None, retries: int) -> None:
+        """One member of a pack, once (a retried pack reports its members again)."""
+        key = (trial.config[STUDY_KEY], member["number"])
+        if key in self.written:
+            return
+        params = next(m["params"] for m in trial.config[PACK_KEY] if m["number"] == member["number"])
+        self._write(trial, member["number"], params, status, member, error, retries, member.get("history", []))
+
+    def _write(self, trial, number: int, params: dict, status: TrainedStatus, result: dict | None,
+               error: str | None, retries: int, curve: list[dict]) -> None:
+        space = self.spaces[trial.config[STUDY_KEY]]
         cfg = load_config(space.config(params))
         row = trial_row(self.spec, space, cfg, number, trial.trial_id, status, result, error)
-        # Each failure but the last one of a failed trial was followed by a retry.
-        row["git_commit"], row["retries"] = self.commit, trial.num_failures - (error is not None)
+        row["git_commit"], row["retries"] = self.commit, retries
         try:
-            self.store.write_trial(space.family, space.study, cfg, row, self.live.pop(trial.trial_id, []))
+            self.store.write_trial(space.family, space.study, cfg, row, curve)
         except OSError as err:  # the study holds the result: --resume rebuilds the row
             self.write_error = self.write_error or err
             raise
+        self.written.add((space.study, number))
         self.finished += 1
         self.done[space.study] += 1
         self.log(self._line(space, number, params, status, row, error))
@@ -280,9 +423,11 @@ def run_sweep(spec: SweepSpec, out: str, storage: str | optuna.storages.BaseStor
     """Run the trials still owed to every study of `spec` (all of them on a fresh sweep) in one Tuner;
     return how many are still owed after it (none unless the sweep was stopped).
 
-    `budgets` maps each study to the trials it must end with. `trainable` replaces
-    `run_trial` (benchmarks answer from a table instead of training); it is called as
-    `trainable(config, spaces=..., report_epochs=...)`.
+    `budgets` maps each study to the trials it must end with. Trials are trained in packs of
+    up to `spec.pack` (`run_pack`), or one per Tune trial (`run_trial`) when that is 1.
+    `trainable` replaces either (benchmarks answer from a table instead of training); it is
+    called as `trainable(config, spaces=..., report_epochs=...)`, packed with `metric=` and
+    `rungs=` too.
     """
     store = ResultStore(out)
     clean_up(store, log)
@@ -292,10 +437,16 @@ def run_sweep(spec: SweepSpec, out: str, storage: str | optuna.storages.BaseStor
     if remaining == 0:
         return 0
     log(f"{remaining} trials to run in {sum(o.owed > 0 for o in studies.values())} studies")
-    searcher = SweepSearcher(studies, spec.objective.metric)
+    cap = ACTIVATION_CAP["gpu" if spec.resources.gpus else "cpu"]
+    searcher = SweepSearcher(studies, spec.objective.metric, spec.pack, {s.study: s for s in spec.studies}, cap)
     recorder = Recorder(spec, store, searcher, log)
     concurrent = max_concurrent or spec.budget.max_concurrent
-    tuner = make_tuner(spec, out, store, searcher, recorder, remaining, concurrent, trainable or run_trial)
+    rungs = None
+    if spec.pack > 1 and spec.early_stopping:  # ASHA for each member, inside its pack
+        rungs = f"hypersweep-rungs-{uuid.uuid4().hex}"
+        rungs_actor = ray.remote(Rungs).options(name=rungs, num_cpus=0).remote()
+    tuner = make_tuner(spec, out, store, searcher, recorder, remaining, concurrent,
+                       trainable or (run_pack if spec.pack > 1 else run_trial), rungs)
     pending = None if concurrent else cluster.slots(spec.resources.cpus, spec.resources.gpus)
     try:
         with _pending_trials(pending):
@@ -304,6 +455,9 @@ def run_sweep(spec: SweepSpec, out: str, storage: str | optuna.storages.BaseStor
         if recorder.write_error:
             raise recorder.write_error from None
         raise
+    finally:
+        if rungs:
+            ray.kill(rungs_actor)
     return sum(max(0, o.budget - o.done) for o in studies.values())
 
 
@@ -350,11 +504,16 @@ def make_scheduler(spec: SweepSpec) -> tuple[StudyASHA | None, dict[str, frozens
 
 
 def make_tuner(spec: SweepSpec, out: str, store: ResultStore, searcher: SweepSearcher, recorder: Recorder,
-               trials: int, concurrent: int | None, trainable: Callable) -> tune.Tuner:
-    """One Tuner for `trials` trials of every study, each trial taking the resources the space asks for."""
-    scheduler, rungs = make_scheduler(spec)
+               trials: int, concurrent: int | None, trainable: Callable, rungs: str | None = None) -> tune.Tuner:
+    """At most `trials` Tune trials (one per trial, or per pack) of every study, each taking the
+    resources the space asks for. Packs stop their members early themselves (`Rungs`, named `rungs`)."""
+    scheduler, report_epochs = make_scheduler(spec)
     spaces = {s.study: s for s in spec.studies}
-    trainable = tune.with_resources(tune.with_parameters(trainable, spaces=spaces, report_epochs=rungs),
+    packed = {"metric": spec.objective.metric, "rungs": rungs} if spec.pack > 1 else {}
+    if packed:
+        scheduler = None
+    trainable = tune.with_resources(tune.with_parameters(trainable, spaces=spaces, report_epochs=report_epochs,
+                                                         **packed),
                                     {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus})
     return tune.Tuner(
         trainable,

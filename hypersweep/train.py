@@ -19,7 +19,7 @@ import math
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 INTERRUPTED = 130  # the shell's exit code for a process ended by SIGINT (128 + 2)
@@ -30,9 +30,9 @@ try:
 
     from hypersweep.config import ConfigError, RunConfig, null_if_nan, read_yaml
     from hypersweep.counts import param_counts
-    from hypersweep.models import build_model
+    from hypersweep.packing import CosineFactor, build_pack, keep_slots, stacked_optimizer
     from hypersweep.tasks import Kind, Split, Task, build_task, load_config  # load_config: also imported from here
-    from hypersweep.vocab import DIVERGED, OK
+    from hypersweep.vocab import DIVERGED, OK, PRUNED
 except KeyboardInterrupt:  # Ctrl-C while the CLI still imports torch (seconds); a library import re-raises
     if __name__ != "__main__":
         raise
@@ -103,21 +103,22 @@ def refuse_out_of_memory() -> Iterator[None]:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, split: Split, kind: Kind) -> tuple[torch.Tensor, float]:
-    """Error per replica [R] and the replicas' disagreement on `split`.
+def evaluate(model: torch.nn.Module, split: Split, kind: Kind, members: int = 1) -> tuple[torch.Tensor, list[float]]:
+    """Error per member and replica [M, R] and each member's replica disagreement on `split`.
 
     Disagreement is the mean squared difference between two replicas' predictions,
     averaged over ordered pairs: 2 x the unbiased variance across replicas (NaN for R=1).
     """
     out = torch.cat([model(split.I[i:i + EVAL_CHUNK], split.x[i:i + EVAL_CHUNK])
                      for i in range(0, len(split), EVAL_CHUNK)], dim=1)
-    errors = error(kind, out, split.y)
-    if out.shape[0] == 1:
-        return errors, math.nan
-    pred = prediction(kind, out)
-    # Two-pass variance written out: torch's var over the leading dim is ~30x slower here.
-    variance = (pred - pred.mean(0)).pow_(2).sum(0).div_(out.shape[0] - 1)
-    return errors, 2 * variance.mean().item()
+    errors = error(kind, out, split.y).view(members, -1)
+    replicas = errors.shape[1]
+    if replicas == 1:
+        return errors, [math.nan] * members
+    pred = prediction(kind, out).view(members, replicas, *out.shape[1:])
+    # Two-pass variance written out: torch's var over the replicas' dim is ~30x slower here.
+    variance = (pred - pred.mean(1, keepdim=True)).pow_(2).sum(1).div_(replicas - 1)
+    return errors, (2 * variance.flatten(1).mean(1)).tolist()
 
 
 # How a split's per-replica errors are summarised: `val_error`, `val_error_std`, `val_error_max`, ...
@@ -155,80 +156,130 @@ def train(cfg: RunConfig, on_epoch: Callable[[dict], None] | None = None,
     `status` is `diverged` (and training stops) as soon as an epoch's loss is not finite.
     Pass `task` to reuse data already built for `cfg.task`.
     """
+    each = None if on_epoch is None else (lambda _, metrics: on_epoch(metrics))
+    return train_pack([cfg], each, task)[0]
+
+
+def train_pack(cfgs: list[RunConfig], on_epoch: Callable[[int, dict], None] | None = None, task: Task | None = None,
+               stop: Callable[[int, dict[int, dict]], Iterable[int]] | None = None,
+               on_leave: Callable[[int, dict], None] | None = None) -> list[dict[str, Any]]:
+    """Train configurations with one `hypersweep.packing.pack_key` as one stacked model; return each one's
+    final metrics, in order, as `train` would for it alone.
+
+    `on_epoch(m, metrics)` runs after every epoch for each member m still training. After it,
+    `stop(epoch, {m: metrics})` names members to stop early (`pruned`); a member whose loss
+    is not finite stops as `diverged`. A stopped member leaves the model, so its compute
+    stops too, and `on_leave(m, result)` gets its final metrics at once. Members share the
+    task's data and batch order (the seed is part of the pack key).
+    """
     start = time.perf_counter()
-    device = resolve_device(cfg.train.device)
+    device = resolve_device(cfgs[0].train.device)
     with refuse_out_of_memory():
-        return _train(cfg, task or build_task(cfg.task), device, on_epoch, start)
+        return _train(cfgs, task or build_task(cfgs[0].task), device, on_epoch, stop, on_leave, start)
 
 
-def _train(cfg: RunConfig, task: Task, device: torch.device, on_epoch: Callable[[dict], None] | None,
-           start: float) -> dict[str, Any]:
-    """`train` once the device is known, inside its out-of-memory guard."""
-    t = cfg.train
-    counts = param_counts(cfg.model, task.dim_i, task.dim_x, task.dim_out)
-    if t.max_params is not None and counts.total > t.max_params:
-        raise ConfigError("train.max_params", f"model has {counts.total} parameters, over the cap of {t.max_params}")
+def _train(cfgs: list[RunConfig], task: Task, device: torch.device, on_epoch: Callable[[int, dict], None] | None,
+           stop: Callable[[int, dict[int, dict]], Iterable[int]] | None, on_leave: Callable[[int, dict], None] | None,
+           start: float) -> list[dict[str, Any]]:
+    """`train_pack` once the device is known, inside its out-of-memory guard."""
+    t, M = cfgs[0].train, len(cfgs)
+    counts = [param_counts(c.model, task.dim_i, task.dim_x, task.dim_out) for c in cfgs]
+    for c, n in zip(cfgs, counts, strict=True):
+        if c.train.max_params is not None and n.total > c.train.max_params:
+            raise ConfigError("train.max_params",
+                              f"model has {n.total} parameters, over the cap of {c.train.max_params}")
     if t.threads:
         torch.set_num_threads(t.threads)
 
-    torch.manual_seed(t.seed)
-    model = build_model(cfg.model, task.dim_i, task.dim_x, task.dim_out, replicas=t.seeds).to(device)
+    model = build_pack(cfgs, task.dim_i, task.dim_x, task.dim_out).to(device)
     data = {name: split.to(device) for name, split in task.splits().items()}
     train_split, n = data["train"], len(task.train)
     steps_per_epoch = math.ceil(n / t.batch_size)
-    optimizer = make_optimizer(cfg, model.parameters())
-    schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, t.epochs * steps_per_epoch)
-                if t.schedule == "cosine" else None)
+    if M == 1:  # torch's own (fused) optimiser: one lr per tensor is all a lone model needs
+        optimizer = make_optimizer(cfgs[0], model.parameters())
+        schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, t.epochs * steps_per_epoch)
+                    if t.schedule == "cosine" else None)
+    else:
+        optimizer = stacked_optimizer(cfgs, model, device)
+        schedule = CosineFactor(optimizer, t.epochs * steps_per_epoch) if t.schedule == "cosine" else None
     order = torch.Generator().manual_seed(t.seed)
 
-    status, epoch, train_s, metrics = OK, 0, 0.0, {}
+    live = list(range(M))  # members still training, in slot order
+    seconds = [(time.perf_counter() - start) / M] * M  # each member's share of the pack's time
+    train_s, last = [0.0] * M, [{} for _ in range(M)]
+    results: list[dict[str, Any] | None] = [None] * M
+
+    def finish(m: int, status: str, epoch: int, final: dict) -> None:
+        samples = (epoch if status != DIVERGED else epoch - 1) * n * task.train.points
+        results[m] = {"status": status, **final, **counts[m].as_dict(), "epochs": epoch, "seeds": t.seeds,
+                      "device": str(device), "wall_s": seconds[m],
+                      "samples_per_s": samples / train_s[m] if train_s[m] else 0.0}
+
+    epoch = 0
     for epoch in range(1, t.epochs + 1):
         epoch_start = time.perf_counter()
         model.train()
-        loss_sum = torch.zeros(t.seeds, device=device)
+        loss_sum = torch.zeros(len(live) * t.seeds, device=device)
         perm = torch.randperm(n, generator=order).to(device)
         for k in range(steps_per_epoch):
             batch = train_split.take(perm[k * t.batch_size:(k + 1) * t.batch_size])
             losses = loss(task.kind, model(batch.I, batch.x), batch.y)
             optimizer.zero_grad(set_to_none=True)
-            losses.sum().backward()  # a sum keeps each replica's gradient its own
+            losses.sum().backward()  # a sum keeps each member's and replica's gradient its own
             optimizer.step()
             if schedule:
                 schedule.step()
             loss_sum += losses.detach()
-        train_loss = (loss_sum / steps_per_epoch).mean().item()
-        train_s += time.perf_counter() - epoch_start
-        if not math.isfinite(train_loss):
-            status = DIVERGED
-            break
+        train_loss = (loss_sum / steps_per_epoch).view(len(live), t.seeds).mean(1).tolist()
+        trained = time.perf_counter() - epoch_start
         model.eval()
-        val_errors, disagreement = evaluate(model, data["val"], task.kind)
-        metrics = {"epoch": epoch, "train_loss": train_loss, **_summary("val", val_errors),
-                   "replica_disagreement": disagreement}
-        if not math.isfinite(metrics["val_error"]):
-            status = DIVERGED
+        val_errors, disagreement = evaluate(model, data["val"], task.kind, len(live))
+        leaving: dict[int, str] = {}
+        for j, m in enumerate(live):
+            train_s[m] += trained / len(live)
+            metrics = {"epoch": epoch, "train_loss": train_loss[j], **_summary("val", val_errors[j]),
+                       "replica_disagreement": disagreement[j]}
+            if not (math.isfinite(metrics["train_loss"]) and math.isfinite(metrics["val_error"])):
+                leaving[m] = DIVERGED
+                continue
+            last[m] = metrics
+            if on_epoch:
+                on_epoch(m, metrics)
+        if stop:
+            leaving.update((m, PRUNED) for m in stop(epoch, {m: last[m] for m in live if m not in leaving}))
+        for m in live:
+            seconds[m] += (time.perf_counter() - epoch_start) / len(live)
+        for m, status in leaving.items():
+            finish(m, status, epoch, _diverged(epoch) if status == DIVERGED else last[m] | _summary("test", _NAN))
+            if on_leave:
+                on_leave(m, results[m])
+        kept = [j for j, m in enumerate(live) if m not in leaving]
+        if leaving and kept:
+            slots = torch.tensor([j * t.seeds + r for j in kept for r in range(t.seeds)], device=device)
+            keep_slots(model, slots)
+            if M > 1:
+                optimizer.keep(list(model.parameters()), slots)
+        live = [live[j] for j in kept]
+        if not live:
             break
-        if on_epoch:
-            on_epoch(metrics)
 
-    if status == OK:
-        test_errors, disagreement = evaluate(model, data["test"], task.kind)
-        final = {**metrics, **_summary("test", test_errors), "replica_disagreement": disagreement}
-    else:
-        nan = torch.tensor([math.nan])
-        final = {"epoch": epoch, "train_loss": math.nan, "replica_disagreement": math.nan,
-                 **_summary("val", nan), **_summary("test", nan)}
-    samples = (epoch if status == OK else epoch - 1) * n * task.train.points
-    return {
-        "status": status,
-        **final,
-        **counts.as_dict(),
-        "epochs": epoch,
-        "seeds": t.seeds,
-        "device": str(device),
-        "wall_s": time.perf_counter() - start,
-        "samples_per_s": samples / train_s if train_s else 0.0,
-    }
+    if live:
+        test_start = time.perf_counter()
+        test_errors, disagreement = evaluate(model, data["test"], task.kind, len(live))
+        for j, m in enumerate(live):
+            seconds[m] += (time.perf_counter() - test_start) / len(live)
+            finish(m, OK, epoch, {**last[m], **_summary("test", test_errors[j]),
+                                  "replica_disagreement": disagreement[j]})
+    return results
+
+
+_NAN = torch.tensor([math.nan])
+
+
+def _diverged(epoch: int) -> dict[str, float]:
+    """The final metrics of a run whose loss was not finite at `epoch`."""
+    return {"epoch": epoch, "train_loss": math.nan, "replica_disagreement": math.nan,
+            **_summary("val", _NAN), **_summary("test", _NAN)}
 
 
 class _Parser(argparse.ArgumentParser):
