@@ -112,9 +112,9 @@ class StackedLinear(nn.Module):
 def masked(h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """`h` [S, ..., width] with each stacked network's padded units set to 0 (`mask` [S, 1, width], or None).
 
-    A packed member narrower than its pack computes on zero-padded weights: a padded unit's
-    pre-activation is exactly 0, but act(0) is 0.5 for the sigmoid, so the unit is zeroed after
-    the activation; it then sends nothing forward and gets no gradient (hypersweep.packing).
+    A packed member narrower than its pack computes on zero-padded weights, so a padded unit's
+    pre-activation is exactly 0; but the sigmoid's act(0) is 0.5, so there the unit is zeroed
+    after the activation, and sends nothing forward (hypersweep.packing).
     """
     if mask is None:
         return h
@@ -275,13 +275,12 @@ class ConcatModel(nn.Module):
             self.e = StackedMLP(replicas, dim_i, cfg.embedding_dim, cfg.conditioner, cfg.activation, cfg.bias)
             dim_c = cfg.embedding_dim
         self.dim_x = dim_x
-        self.register_buffer("code_mask", None)  # packed: each network's own units of e(I)
         self.q = StackedMLP(replicas, dim_x + dim_c, dim_out, cfg.primary, cfg.activation, cfg.has_primary_bias)
 
     def forward(self, I: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         first, rest = self.q.layers[0], self.q.layers[1:]
         R, (B, P, m) = first.weight.shape[0], x.shape
-        c = I.expand(R, -1, -1) if self.e is None else masked(self.e(I.expand(R, -1, -1)), self.code_mask)
+        c = I.expand(R, -1, -1) if self.e is None else self.e(I.expand(R, -1, -1))
         W_x, W_c = first.weight_t[:, : self.dim_x], first.weight_t[:, self.dim_x:]
         per_instance = torch.bmm(c, W_c)  # [R, B, out]
         if first.bias is not None:

@@ -7,8 +7,9 @@ M members x R replicas on the leading axis that `hypersweep.models` already give
 - What can be padded exactly differs between members: the widths of g / q / N and of f / e,
   and `embedding_dim`. The pack's model has the largest of each; a member's weights sit in the
   first units of each layer (hyper: in g's padded layout of theta), the rest are zeros that
-  stay zero, and masks zero its padded units after every activation (act(0) is 0.5 for the
-  sigmoid). A member thus computes its own model's outputs and gradients.
+  stay zero (their gradients are zero), and for the sigmoid, whose act(0) is 0.5, masks zero
+  its padded units after every activation. A member thus computes its own model's outputs
+  and gradients.
 - `lr`, `weight_decay` and `momentum` are per member: `StackedOptimizer` steps every member
   with its own values (torch's optimisers take one learning rate per tensor).
 - Everything else (depth, activation, batch size, optimiser, schedule, epochs, seed, the
@@ -28,7 +29,7 @@ import torch
 from torch import nn
 
 from hypersweep.config import MLPConfig, RunConfig, to_dict
-from hypersweep.models import HyperModel, build_model, generated_layout
+from hypersweep.models import ACTIVATIONS, HyperModel, build_model, generated_layout
 
 # What a pack's members may differ in: padded widths, and the optimiser's per-member values.
 PADDED = ("model.primary.width", "model.conditioner.width", "model.embedding_dim")
@@ -105,7 +106,14 @@ def theta_index(cfg: RunConfig, pack: HyperModel) -> torch.Tensor:
 
 
 def _set_masks(pack: nn.Module, cfgs: list[RunConfig], R: int) -> None:
-    """Register the 0/1 masks of each member's own units (none where no member is padded)."""
+    """Register the 0/1 masks of each member's own units, where an activation of 0 is not 0.
+
+    Elsewhere none is needed: a padded unit's weights and bias are 0, so its pre-activation
+    and activation are 0, its outgoing weights (0) pass nothing on, and every padded weight
+    gets a zero gradient, so Adam, SGD and weight decay all leave it 0.
+    """
+    if ACTIVATIONS[cfgs[0].model.activation](torch.zeros(1)).item() == 0:
+        return
 
     def mask(widths: list[int]) -> torch.Tensor | None:
         if min(widths) == max(widths):
@@ -116,16 +124,13 @@ def _set_masks(pack: nn.Module, cfgs: list[RunConfig], R: int) -> None:
     conditioner = getattr(pack, "f", None) or getattr(pack, "e", None)
     if conditioner is not None:
         conditioner.unit_mask = mask([c.model.conditioner.width for c in cfgs])
-    if isinstance(pack, HyperModel):
-        if len({c.model.primary.width for c in cfgs}) > 1:
-            own = torch.zeros(len(cfgs) * R, 1, pack.f.layers[-1].weight_t.shape[-1])
-            for m, cfg in enumerate(cfgs):
-                own[m * R:(m + 1) * R, 0, theta_index(cfg, pack)] = 1.0
-            pack.theta_mask = own
-        return
-    pack.q.unit_mask = mask([c.model.primary.width for c in cfgs])
-    if pack.e is not None:
-        pack.code_mask = mask([c.model.embedding_dim for c in cfgs])
+    if not isinstance(pack, HyperModel):
+        pack.q.unit_mask = mask([c.model.primary.width for c in cfgs])
+    elif len({c.model.primary.width for c in cfgs}) > 1:  # g's padded units: their outgoing weights stay 0
+        own = torch.zeros(len(cfgs) * R, 1, pack.f.layers[-1].weight_t.shape[-1])
+        for m, cfg in enumerate(cfgs):
+            own[m * R:(m + 1) * R, 0, theta_index(cfg, pack)] = 1.0
+        pack.theta_mask = own
 
 
 def keep_slots(model: nn.Module, slots: torch.Tensor) -> None:
@@ -142,9 +147,11 @@ class StackedOptimizer:
     """Adam, AdamW or SGD over stacked parameters [S, ...], each slot with its own lr, weight decay
     and momentum; `factor` scales every slot's lr (the schedule). Same update rules as torch.optim.
 
-    Written out because torch's optimisers take one learning rate per tensor; the arithmetic
-    is elementwise, so a slot's update depends on nothing but its own values and gradients (a
-    diverging member leaves the others alone).
+    Written out because torch's optimisers take one learning rate per tensor. The gradients
+    are gathered into one [S, n] tensor per step, so a step is a dozen operations however
+    many tensors the model has (a tiny model's step is per-operation overhead). The
+    arithmetic is elementwise: a slot's update depends only on its own values and gradients,
+    so a diverging member leaves the others alone.
     """
 
     BETAS, EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults, which make_optimizer uses too
@@ -152,44 +159,54 @@ class StackedOptimizer:
     def __init__(self, kind: str, params: list[nn.Parameter], lr: torch.Tensor, weight_decay: torch.Tensor,
                  momentum: torch.Tensor):
         self.kind, self.params = kind, params
-        self.lr, self.weight_decay, self.momentum = lr, weight_decay, momentum  # [S] each
-        self.state: list[dict[str, torch.Tensor]] = [{} for _ in params]
+        self.lr, self.weight_decay, self.momentum = lr[:, None], weight_decay[:, None], momentum[:, None]  # [S, 1]
+        self.decays = bool(weight_decay.any())
+        self.state: dict[str, torch.Tensor] = {}  # [S, n] each: SGD's momentum, Adam's two averages
         self.steps, self.factor = 0, 1.0
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.params:
             p.grad = None
 
+    def _flat(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat([t.reshape(t.shape[0], -1) for t in tensors], dim=1)
+
     @torch.no_grad()
     def step(self) -> None:
         self.steps += 1
-        b1, b2 = self.BETAS
-        for p, state in zip(self.params, self.state, strict=True):
-            shape = (-1, *(1,) * (p.dim() - 1))
-            lr, wd = self.lr.view(shape) * self.factor, self.weight_decay.view(shape)
-            grad = p.grad
-            if self.kind == "sgd":
-                grad = grad + wd * p
-                buf = state.setdefault("momentum", torch.zeros_like(p))
-                buf.mul_(self.momentum.view(shape)).add_(grad)
-                p.sub_(lr * buf)
-                continue
-            if self.kind == "adamw":
-                p.mul_(1 - lr * wd)
+        lr = self.lr * self.factor
+        grad = self._flat([p.grad for p in self.params])
+        update = torch.zeros_like(grad) if self.kind == "adamw" and self.decays else None
+        if self.decays:
+            weights = self._flat(self.params)
+            if self.kind == "adamw":  # decoupled: shrink the weights, not the gradient
+                update = weights * (lr * self.weight_decay)
             else:
-                grad = grad + wd * p
-            m = state.setdefault("exp_avg", torch.zeros_like(p))
-            v = state.setdefault("exp_avg_sq", torch.zeros_like(p))
+                grad = grad + self.weight_decay * weights
+        if self.kind == "sgd":
+            buf = self.state.setdefault("momentum", torch.zeros_like(grad))
+            buf.mul_(self.momentum).add_(grad)
+            step = lr * buf
+        else:
+            b1, b2 = self.BETAS
+            m = self.state.setdefault("exp_avg", torch.zeros_like(grad))
+            v = self.state.setdefault("exp_avg_sq", torch.zeros_like(grad))
             m.lerp_(grad, 1 - b1)
             v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
-            step_size = lr / (1 - b1 ** self.steps)
             denom = (v.sqrt() / math.sqrt(1 - b2 ** self.steps)).add_(self.EPS)
-            p.sub_(step_size * m / denom)
+            step = (lr / (1 - b1 ** self.steps)) * m / denom
+        if update is not None:
+            step = step + update
+        start = 0
+        for p in self.params:
+            n = p[0].numel()
+            p.sub_(step[:, start:start + n].view_as(p))
+            start += n
 
     def keep(self, params: list[nn.Parameter], slots: torch.Tensor) -> None:
         """Follow `keep_slots`: the new parameters, and each state cut to `slots`."""
         self.params = params
-        self.state = [{k: v[slots] for k, v in state.items()} for state in self.state]
+        self.state = {k: v[slots] for k, v in self.state.items()}
         self.lr, self.weight_decay, self.momentum = self.lr[slots], self.weight_decay[slots], self.momentum[slots]
 
 
