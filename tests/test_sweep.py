@@ -175,12 +175,13 @@ def two_nodes():
 def test_gpu_trials_land_on_the_gpu_node_and_cpu_trials_spread(two_nodes, tmp_path):
     _, gpu_node = two_nodes
     families = {"hyper": {"primary": {"width": {"low": 1, "high": 8}}}}
-    _, out, _ = sweep(tmp_path / "gpu", families, trials=2, resources={"cpus": 0.5, "gpus": 0.5})
+    one = {"budget": {"trials": 2, "epochs": 3, "max_failures": 0, "pack": 1}}  # where Tune places each trial
+    _, out, _ = sweep(tmp_path / "gpu", families, trials=2, resources={"cpus": 0.5, "gpus": 0.5}, **one)
     gpu = load_trials(out)
     assert set(gpu["node_id"]) == {gpu_node.node_id}
     assert set(gpu["device"]) == {"cpu"}  # a declared GPU without CUDA: `auto` falls back to the CPU
 
-    _, out, _ = sweep(tmp_path / "cpu", families, trials=4, resources={"cpus": 1, "gpus": 0})
+    _, out, _ = sweep(tmp_path / "cpu", families, trials=4, resources={"cpus": 1, "gpus": 0}, **one)
     assert load_trials(out)["node_id"].nunique() == 2
 
 
@@ -191,7 +192,8 @@ def intervals(trials):
 def test_the_studies_of_an_experiment_run_side_by_side_in_one_tuner(ray_address, tmp_path):
     families = {"hyper": {"primary": {"width": {"low": 1, "high": 8}}},
                 "standard": {"primary": {"width": {"low": 2, "high": 32}}}}
-    _, out, _ = sweep(tmp_path, families, trials=4, budget={"trials": 4, "epochs": 20, "max_failures": 0})
+    # One trial per Tune trial: a pack of 4 trains in a fraction of a second, before the other starts.
+    _, out, _ = sweep(tmp_path, families, trials=4, budget={"trials": 4, "epochs": 20, "max_failures": 0, "pack": 1})
     spans = intervals(load_trials(out))
     assert any(a[0] != b[0] and a[1] < b[2] and b[1] < a[2] for a in spans for b in spans)  # overlap in time
 
@@ -211,7 +213,7 @@ def test_without_a_concurrency_cap_every_free_slot_starts_a_trial_at_once(ray_ad
     # No max_concurrent, four half-CPU slots: Tune would keep one trial pending at a time, and each
     # slot would wait for the trial before it to start (about 1 s each here).
     spec = load_space(tmp_path, {"hyper": {"primary": {"width": {"low": 1, "high": 8}}}}, trials=4,
-                      resources={"cpus": 0.5, "gpus": 0})
+                      resources={"cpus": 0.5, "gpus": 0}, budget={"trials": 4, "epochs": 3, "pack": 1})
     out = str(tmp_path / "out")
     assert run_sweep(spec, out, f"sqlite:///{tmp_path / 'optuna.db'}", "test-sweep", {"t-hyper": 4},
                      log=lambda line: None, trainable=sleeping({"t-hyper": 3.0})) == 0
@@ -226,7 +228,8 @@ def test_a_study_that_finishes_early_leaves_its_slots_to_the_others(ray_address,
     families = {"hyper": {"primary": {"width": {"low": 1, "high": 8}}},
                 "standard": {"primary": {"width": {"low": 2, "high": 32}}}}
     _, out, _ = sweep(tmp_path, families, trials=3, budgets={"t-hyper": 3, "t-standard": 2},
-                      trainable=sleeping({"t-hyper": 0.1, "t-standard": 3.0}))
+                      trainable=sleeping({"t-hyper": 0.1, "t-standard": 3.0}),
+                      budget={"trials": 3, "epochs": 3, "max_failures": 0, "pack": 1})
     trials = load_trials(out)
     assert trials.groupby("study").size().to_dict() == {"t-hyper": 3, "t-standard": 2}
     hyper_done = trials[trials["study"] == "t-hyper"]["finished_at"].max()
