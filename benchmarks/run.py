@@ -21,6 +21,7 @@ from benchmarks import (
     sweep_parallel,
     sweep_scale,
     trainer_overhead,
+    trial_packing,
 )
 from benchmarks.measure import Result, Size
 
@@ -32,6 +33,7 @@ BENCHMARKS: dict[str, Callable[[Size], Result]] = {
     "search_efficiency": search_efficiency.run,
     "flop_efficiency": flop_efficiency.run,
     "sweep_scale": sweep_scale.run,
+    "trial_packing": trial_packing.run,
 }
 
 

@@ -19,7 +19,7 @@ KEYS = {"ours", "baseline", "unit", "ratio", "goal", "met"}
 
 @pytest.mark.parametrize("name", [
     pytest.param(n, marks=pytest.mark.slow) if n == "search_efficiency" else n  # 60 replays: ~30 s
-    for n in run.BENCHMARKS if n not in ("sweep_parallel", "sweep_scale")])
+    for n in run.BENCHMARKS if n not in ("sweep_parallel", "sweep_scale", "trial_packing")])
 def test_each_benchmark_runs_on_a_tiny_size(name):
     check(run.BENCHMARKS[name]("tiny"))
 
@@ -97,3 +97,10 @@ def test_flops_counted_from_the_architecture_match_torchs_counter(model):
     with FlopCounterMode(display=False) as counter:
         net(torch.randn(5, 4), torch.randn(5, 100, 2)).pow(2).sum().backward()
     assert training_flops(model, 4, 2, 3, points=100) == counter.get_total_flops() / 5
+
+
+@pytest.mark.slow  # three sweeps, each on a Ray of its own
+def test_the_packing_benchmark_trains_the_same_trials_packed_and_unpacked_on_a_tiny_size():
+    result = run.BENCHMARKS["trial_packing"]("tiny")  # it refuses if the variants trained different trials
+    check(result)
+    assert result.details["trials"] == 9 and result.details["mean_pack8"] > 1
