@@ -480,8 +480,9 @@ def _sweep(launch: Plan, args: argparse.Namespace, resources: dict[str, float]) 
         store.write_text(SPACE_COPY, launch.space_text)
     store.write_text(MANIFEST, json.dumps(launch.manifest, indent=2))
     shown = launch.manifest["storage"] or f"sqlite:///{Path(store.root) / 'optuna.db'}"
+    packing = f"packs of up to {spec.pack}" if spec.pack > 1 else "no packing"
     say(launch.out, f"hypersweep {__version__}: {spec.experiment} -> {launch.out} "
-                    f"({len(spec.studies)} studies; Ray: {resources.get('CPU', 0):g} CPUs, "
+                    f"({len(spec.studies)} studies; {packing}; Ray: {resources.get('CPU', 0):g} CPUs, "
                     f"{resources.get('GPU', 0):g} GPUs; Optuna: {shown}; source {source_id()})")
     from hypersweep.search import StudyMismatch
     from hypersweep.sweep import run_sweep

@@ -22,12 +22,13 @@ from hypersweep.sweep import run_sweep
 pytestmark = pytest.mark.slow
 
 TRIALS = 4
+PACK = 2  # two packs of two trials: rows land a pack at a time
 SPACE = {
     "experiment": "rel",
     "task": {"name": "teacher", "dim_x": 2, "dim_i": 4, "train_instances": 200, "points": 16},
     "model": {"activation": "tanh"},
     "train": {"batch_size": 32},
-    "budget": {"trials": TRIALS, "epochs": 3, "max_concurrent": 1, "max_failures": 1},
+    "budget": {"trials": TRIALS, "epochs": 3, "max_concurrent": 1, "max_failures": 1, "pack": PACK},
     "families": {"hyper": {"primary": {"width": {"low": 1, "high": 8}}}},
 }
 
@@ -87,8 +88,8 @@ KILLS = {
     "during the first trials": dict(when=lambda out: running_trials(out) >= 1),
     "after Optuna was told, before the row was written": dict(env={"HYPERSWEEP_FAILPOINT": "after_tell@0"}),
     "while a result file is being written": dict(env={"HYPERSWEEP_FAILPOINT": "before_rename@0"}),
-    # The last trial is training: its row cannot land between this check and the kill (a few ms).
-    "near the end": dict(when=lambda out: len(rows(out)) >= TRIALS - 1 and running_trials(out) >= 1),
+    # The last pack is training: its rows cannot land between this check and the kill (a few ms).
+    "near the end": dict(when=lambda out: len(rows(out)) >= TRIALS - PACK and running_trials(out) >= 1),
 }
 
 
@@ -109,8 +110,9 @@ def test_a_killed_driver_resumes_and_records_each_trial_exactly_once(ray_address
     resumed = launch(ray_address, "--out", str(out), "--resume")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     interrupted = assert_each_trial_exactly_once(out)
-    if "when" in kill and kill is KILLS["during the first trials"]:  # killed while a trial was running
-        assert interrupted and f"trial #{min(interrupted)} was interrupted: queued again" in resumed.stdout
+    if "when" in kill:  # killed while a pack was training: each of its trials was queued again
+        assert len(interrupted) >= PACK
+        assert all(f"trial #{n} was interrupted: queued again" in resumed.stdout for n in interrupted)
 
 
 def test_resuming_a_finished_sweep_runs_nothing_and_changes_nothing(ray_address, tmp_path):
@@ -152,7 +154,7 @@ def test_a_killed_trial_worker_is_retried_and_the_sweep_completes(ray_address, t
     assert proc.wait(timeout=300) == 0
     trials = load_trials(str(out))
     assert len(trials) == 3 and set(trials["status"]) == {"ok"}
-    assert trials["retries"].sum() == 1
+    assert set(trials["pack_size"]) == {3} and set(trials["retries"]) == {1}  # the pack ran again, whole
     curves = load_epochs(str(out)).groupby("trial")["epoch"].agg(list)
     assert all(curve == list(range(1, 41)) for curve in curves)  # the retried trial's curve is whole, once
 
@@ -185,7 +187,8 @@ def two_nodes():
 def test_losing_a_node_mid_sweep_reschedules_its_trials(two_nodes, tmp_path):
     cluster, worker = two_nodes
     out = tmp_path / "out"
-    space = space_file(tmp_path, budget={"trials": 4, "epochs": 40, "max_concurrent": 2, "max_failures": 2})
+    space = space_file(tmp_path, budget={"trials": 4, "epochs": 40, "max_concurrent": 2, "max_failures": 2,
+                                         "pack": 2})  # a pack on each node
     proc = launch(cluster.address, space, "--out", str(out), wait=False)
     wait_for(lambda: running_trials(out) >= 2)
     time.sleep(2)
@@ -193,7 +196,7 @@ def test_losing_a_node_mid_sweep_reschedules_its_trials(two_nodes, tmp_path):
     assert proc.wait(timeout=400) == 0, proc.stdout.read()
     trials = load_trials(str(out))
     assert len(trials) == 4 and set(trials["status"]) == {"ok"}
-    assert trials["retries"].sum() >= 1  # the trial on the lost node ran again elsewhere
+    assert trials["retries"].sum() >= 2  # the pack on the lost node ran again elsewhere, both its trials
 
 
 def test_a_driver_killed_with_several_studies_half_done_resumes_each_exactly_once(ray_address, tmp_path):
