@@ -383,6 +383,13 @@ class Search:
                 break
         return self._accept(self._propose())
 
+    def ask_batch(self, k: int) -> list[optuna.Trial]:
+        """`k` trials worth training together (one pack), by the rules of `ask`: none repeats
+        parameters tried or in flight (those earlier in the batch included), queued retries
+        come first. Tell them in any order.
+        """
+        return [self.ask() for _ in range(k)]
+
     def _propose(self) -> optuna.Trial:
         proposal = self.view.ask()
         self.suggest(proposal)
