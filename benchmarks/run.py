@@ -14,6 +14,7 @@ from collections.abc import Callable
 import torch
 
 from benchmarks import (
+    batched_asks,
     flop_efficiency,
     replica_packing,
     rotation_pipeline,
@@ -31,6 +32,7 @@ BENCHMARKS: dict[str, Callable[[Size], Result]] = {
     "replica_packing": replica_packing.run,
     "sweep_parallel": sweep_parallel.run,
     "search_efficiency": search_efficiency.run,
+    "batched_asks": batched_asks.run,
     "flop_efficiency": flop_efficiency.run,
     "sweep_scale": sweep_scale.run,
     "trial_packing": trial_packing.run,

@@ -383,6 +383,18 @@ class Search:
                 break
         return self._accept(self._propose())
 
+    def ask_batch(self, k: int) -> list[optuna.Trial]:
+        """`k` trials worth training together (one pack), by the rules of `ask`: none repeats
+        parameters tried or in flight (those earlier in the batch included), queued retries
+        come first. Tell them in any order.
+
+        The sampler proposes all `k` from the same results and, as for trials in flight in a
+        sweep, without the others of the batch: showing them to TPE as RUNNING trials in the
+        view (Optuna's constant liar) made batches of 8 need more trials to the answer, not
+        fewer (BENCHMARKS.md, batched asks).
+        """
+        return [self.ask() for _ in range(k)]
+
     def _propose(self) -> optuna.Trial:
         proposal = self.view.ask()
         self.suggest(proposal)

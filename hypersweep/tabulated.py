@@ -2,6 +2,7 @@
 
     python -m hypersweep.tabulated build SPACE.yaml TABLE.parquet [--jobs N]
     python -m hypersweep.tabulated replay SPACE.yaml TABLE.parquet [--sampler NAME] [--repetitions N] [--jobs N]
+                                          [--batch K]
 
 A table has one row per grid point of each study (family and variant) of a search space.
 `replay` runs the space's own Optuna search against it, looking results up instead of
@@ -99,7 +100,7 @@ def smallest_meeting(rows: pd.DataFrame, metric: str, count: str, target: float)
 
 
 def replay(spec: SweepSpec, space: StudySpace, table: pd.DataFrame, sampler: str | None = None, seed: int = 0,
-           max_trials: int | None = None, skip_larger: bool = True) -> optuna.Study:
+           max_trials: int | None = None, skip_larger: bool = True, batch: int = 1) -> optuna.Study:
     """One search of `space` against the table, as an in-memory Optuna study.
 
     The search is the space's own: the sampler from `hypersweep.search.make_sampler` (`sampler`
@@ -111,6 +112,11 @@ def replay(spec: SweepSpec, space: StudySpace, table: pd.DataFrame, sampler: str
     smaller than one known to meet the target, is not tried and does not count as a trial
     (`hypersweep.search.Search.ask`); `skip_larger=False` tries the latter, as a plain
     search would.
+
+    `batch` > 1 replays trial packing: it asks `batch` trials at once (`Search.ask_batch`),
+    tells them all in the order asked, then asks the next batch. Trials still count one by
+    one: an answer that is the 3rd of the 4th batch of 8 is found at 3 * 8 + 3 = 27, and the
+    study also holds the rest of that batch (trained in the same pack).
     """
     o = spec.objective
     target = o.error_targets[-1]
@@ -123,36 +129,41 @@ def replay(spec: SweepSpec, space: StudySpace, table: pd.DataFrame, sampler: str
         sampler=make_sampler(dataclasses.replace(spec, sampler=swapped), space, spec.trials(space)),
     )
     search = Search(study, space, o, model_count(spec, space) if skip_larger else None)
-    for number in range(1, (max_trials or space.grid_size()) + 1):
-        trial = search.ask()
-        key = config_key(space.config(trial.params))
-        if key not in rows.index:
-            raise KeyError(f"{space.study} {trial.params}: not in the table (was it built from this space?)")
-        row = rows.loc[key]
-        search.tell(trial, row["status"], {k: row[k] for k in METRICS if k in row})
-        if key in found:
-            study.set_user_attr(FOUND_AT_ATTR, number)
-            break
+    limit, number, found_at = max_trials or space.grid_size(), 0, None
+    while number < limit and found_at is None:
+        for trial in search.ask_batch(min(batch, limit - number)):
+            number += 1
+            key = config_key(space.config(trial.params))
+            if key not in rows.index:
+                raise KeyError(f"{space.study} {trial.params}: not in the table (was it built from this space?)")
+            row = rows.loc[key]
+            search.tell(trial, row["status"], {k: row[k] for k in METRICS if k in row})
+            if key in found and found_at is None:
+                found_at = number
+    if found_at is not None:
+        study.set_user_attr(FOUND_AT_ATTR, found_at)
     return study
 
 
 def trials_to_find(spec: SweepSpec, space: StudySpace, table: pd.DataFrame, sampler: str | None = None,
-                   seed: int = 0, max_trials: int | None = None, skip_larger: bool = True) -> int | None:
+                   seed: int = 0, max_trials: int | None = None, skip_larger: bool = True,
+                   batch: int = 1) -> int | None:
     """Trials one `replay` needed to find the answer, or None if it gave up."""
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one INFO line per study and trial otherwise
     try:
-        return replay(spec, space, table, sampler, seed, max_trials, skip_larger).user_attrs.get(FOUND_AT_ATTR)
+        study = replay(spec, space, table, sampler, seed, max_trials, skip_larger, batch)
+        return study.user_attrs.get(FOUND_AT_ATTR)
     finally:
         optuna.logging.set_verbosity(verbosity)
 
 
 def search_cost(spec: SweepSpec, space: StudySpace, table: pd.DataFrame, repetitions: int = 20,
                 sampler: str | None = None, max_trials: int | None = None, skip_larger: bool = True,
-                jobs: int = 1) -> list[int | None]:
+                jobs: int = 1, batch: int = 1) -> list[int | None]:
     """`trials_to_find` for seeds 0 .. repetitions - 1, `jobs` searches at a time."""
     find = functools.partial(trials_to_find, spec, space, table, sampler, max_trials=max_trials,
-                             skip_larger=skip_larger)
+                             skip_larger=skip_larger, batch=batch)
     if jobs == 1:
         return [find(seed) for seed in range(repetitions)]
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -177,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--sampler", choices=["tpe", "nsga2", "random"], help="instead of the space's sampler")
     r.add_argument("--repetitions", type=int, default=20)
     r.add_argument("--jobs", type=int, default=1, help="searches in parallel")
+    r.add_argument("--batch", type=int, default=1, metavar="K",
+                   help="ask K trials at once and tell them together, as trial packing does")
     args = parser.parse_args(argv)
     try:
         spec = search_space.load(args.space)
@@ -188,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     table = pd.read_parquet(args.table)
     for space in spec.studies:
-        costs = search_cost(spec, space, table, args.repetitions, args.sampler, jobs=args.jobs)
+        costs = search_cost(spec, space, table, args.repetitions, args.sampler, jobs=args.jobs, batch=args.batch)
         found = sum(c is not None for c in costs)
         print(f"{space.study}: median {median_trials(costs):g} trials (found in {found}/{len(costs)}): {costs}")
     return 0

@@ -19,9 +19,19 @@ KEYS = {"ours", "baseline", "unit", "ratio", "goal", "met"}
 
 @pytest.mark.parametrize("name", [
     pytest.param(n, marks=pytest.mark.slow) if n == "search_efficiency" else n  # 60 replays: ~30 s
-    for n in run.BENCHMARKS if n not in ("sweep_parallel", "sweep_scale", "trial_packing")])
+    for n in run.BENCHMARKS if n not in ("sweep_parallel", "sweep_scale", "batched_asks", "trial_packing")])
 def test_each_benchmark_runs_on_a_tiny_size(name):
     check(run.BENCHMARKS[name]("tiny"))
+
+
+@pytest.mark.slow  # 4 replays, 2 of them one trial at a time to 130-150 trials: ~25 s
+def test_the_batched_asks_benchmark_replays_both_ways_on_a_tiny_size():
+    result = run.BENCHMARKS["batched_asks"]("tiny")
+    check(result)
+    d = result.details
+    assert d["repetitions"] == 2 and d["batch"] == 8 and d["found"] == d["sequential_found"] == 2
+    assert result.ratio == result.baseline / result.ours  # sequential / batched: larger is better
+    assert 0 < d["batched_rounds"] <= result.ours / 8 + 1  # batches to the answer
 
 
 def test_the_sweep_benchmark_runs_on_a_tiny_size(ray_address):

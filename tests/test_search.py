@@ -146,3 +146,60 @@ def test_a_trial_interrupted_before_its_parameters_were_set_is_not_queued(tmp_pa
     study.enqueue_trial({}, user_attrs={"retry_of": half_asked.number})
     trial = Search(study, space, spec.objective, model_count(spec, space)).ask()
     assert set(trial.params) == {"model.primary.width"}
+
+
+def small_search(tmp_path, sampler=None) -> Search:
+    """A Search on an 8-point space (width 1..8, one layer), under the default two-objective objective."""
+    spec = load_space(tmp_path, sampler=sampler)
+    space = spec.studies[0]
+    study = open_study(spec, space, rdb_storage(f"sqlite:///{tmp_path / 'optuna.db'}"), "sweep-1", 8)
+    return Search(study, space, spec.objective, model_count(spec, space))
+
+
+def width_result(params: dict) -> dict:
+    width = params["model.primary.width"]
+    return trained(1 / width, 10 * width)
+
+
+def test_a_batch_is_k_distinct_parameter_sets_none_tried_before(tmp_path):
+    search = small_search(tmp_path)
+    for _ in range(3):
+        trial = search.ask()
+        search.tell(trial, "ok", width_result(trial.params))
+    told = {t.params["model.primary.width"] for t in search.study.trials}
+    batch = search.ask_batch(4)
+    widths = [t.params["model.primary.width"] for t in batch]
+    # 4 of the 5 points left of 8 (TPE, unaware of the batch, re-proposes a few): each once, none trained.
+    assert len(set(widths)) == 4 and set(widths) <= set(range(1, 9)) - told
+    assert [search.study.trials[t.number].state for t in batch] == [optuna.trial.TrialState.RUNNING] * 4
+
+
+def test_retries_queued_in_the_study_come_first_in_a_batch(tmp_path):
+    spec = load_space(tmp_path)
+    space = spec.studies[0]
+    storage = rdb_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    search = Search(open_study(spec, space, storage, "sweep-1", 8), space, spec.objective)
+    done, *running = search.ask_batch(3)
+    search.tell(done, "ok", width_result(done.params))
+    reconcile(spec, space, storage, ResultStore(str(tmp_path / "out")), lambda _: None)  # the driver died
+    resumed = optuna.load_study(study_name=space.study, storage=storage)
+    batch = Search(resumed, space, spec.objective).ask_batch(4)
+    assert [t.params for t in batch[:2]] == [t.params for t in running]
+    assert [resumed.trials[t.number].user_attrs.get("retry_of") for t in batch] == [
+        running[0].number, running[1].number, None, None]
+    assert len({params_key(t.params) for t in [done, *batch]}) == 5  # the new two are new points
+
+
+def test_a_batch_told_out_of_order_reaches_the_study_and_the_sampler(tmp_path):
+    search = small_search(tmp_path)
+    batch = search.ask_batch(4)
+    for k in (2, 0, 3, 1):
+        search.tell(batch[k], "ok", width_result(batch[k].params))
+    for trial in batch:  # each trial got its own result
+        told = search.study.trials[trial.number]
+        assert told.state == optuna.trial.TrialState.COMPLETE
+        assert told.values == [1 / trial.params["model.primary.width"], 10 * trial.params["model.primary.width"]]
+    seen = {params_key(t.params): t.values for t in search.view.trials if t.state == optuna.trial.TrialState.COMPLETE}
+    assert seen == {params_key(t.params): search.study.trials[t.number].values for t in batch}
+    assert not search.pending
+    assert not {params_key(t.params) for t in search.ask_batch(4)} & set(seen)  # and the next batch is new

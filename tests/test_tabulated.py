@@ -118,6 +118,32 @@ def test_same_seed_same_search_and_a_capped_search_gives_up(tmp_path):
     assert tabulated.median_trials([3, 1, None]) == 3
 
 
+def is_answer(params: dict) -> bool:
+    """Within 10% of the smallest net meeting `needs_width_20`'s target: depth 2, width 20 or 21."""
+    return params["model.primary.depth"] == 2 and params["model.primary.width"] in (20, 21)
+
+
+def test_a_batched_replay_finds_the_answer_counting_trials_one_by_one(tmp_path):
+    spec = load(tmp_path, families=WIDE)
+    (space,) = spec.studies
+    study = tabulated.replay(spec, space, synthetic_table(spec, needs_width_20), seed=1, max_trials=1000, batch=8)
+    tried, found_at = study.trials, study.user_attrs["found_at"]
+    assert len(tried) % 8 == 0 and len(tried) - 8 < found_at <= len(tried)  # the answer's whole batch was told
+    assert is_answer(tried[found_at - 1].params)
+    assert not any(is_answer(t.params) for t in tried[:found_at - 1])  # found where it was first tried
+    assert len({tuple(sorted(t.params.items())) for t in tried}) == len(tried)  # none tried twice
+
+
+@pytest.mark.parametrize(("sampler", "seed", "found_at"), [("tpe", 1, 22), ("tpe", 2, 6), ("nsga2", 0, 44),
+                                                           ("nsga2", 1, 20)])
+def test_batches_of_one_replay_as_before_batches(tmp_path, sampler, seed, found_at):
+    spec = load(tmp_path, families=WIDE)
+    (space,) = spec.studies
+    # found_at: what replay gave (one ask, one tell) before it had batches.
+    study = tabulated.replay(spec, space, synthetic_table(spec, needs_width_20), sampler, seed, 1000, batch=1)
+    assert study.user_attrs["found_at"] == len(study.trials) == found_at
+
+
 def test_diverged_points_are_failed_trials(tmp_path):
     spec = load(tmp_path)
     (space,) = spec.studies
@@ -149,3 +175,15 @@ def test_replay_cli_prints_each_studys_median(tmp_path, capsys):
     costs = tabulated.search_cost(spec, spec.studies[0], pd.read_parquet(tmp_path / "t.parquet"), 3, "random")
     out = capsys.readouterr().out
     assert out.startswith("tiny-standard: median ") and out.rstrip().endswith(f": {costs}")  # same in parallel
+
+
+def test_replay_cli_asks_batches(tmp_path, capsys):
+    spec = load(tmp_path, families=WIDE)
+    synthetic_table(spec, needs_width_20).to_parquet(tmp_path / "t.parquet")
+    assert tabulated.main(["replay", str(tmp_path / "space.yaml"), str(tmp_path / "t.parquet"),
+                           "--sampler", "random", "--repetitions", "3", "--batch", "8"]) == 0
+    costs = tabulated.search_cost(spec, spec.studies[0], pd.read_parquet(tmp_path / "t.parquet"), 3, "random",
+                                  batch=8)
+    assert costs != tabulated.search_cost(spec, spec.studies[0], pd.read_parquet(tmp_path / "t.parquet"), 3,
+                                          "random")  # batches of 8 search differently
+    assert capsys.readouterr().out.rstrip().endswith(f": {costs}")
