@@ -120,7 +120,7 @@ class SweepSearcher(Searcher):
         if owed.owed <= 0:
             return
         space = self.spaces[name]
-        trials = [owed.search.ask() for _ in range(min(self.pack, owed.owed))]
+        trials = owed.search.ask_batch(min(self.pack, owed.owed))
         owed.running += len(trials)
         cfgs = [load_config(space.config(t.params)) for t in trials]
         for pack in plan_packs(cfgs, space.points or 1, self.pack, self.cap):
