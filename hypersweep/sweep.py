@@ -7,6 +7,12 @@ trials early, comparing a trial only with trials of its own study. `run_trial` t
 configuration on a worker; `Recorder` writes each finished trial to Parquet on the driver
 and prints progress per study and overall.
 
+By default a Tune trial trains a pack of trials of one study as one stacked model
+(`run_pack`, `hypersweep.packing`; `budget.pack`): the searcher asks a study for several
+trials at once and groups them, each member is told and recorded as soon as its pack reports
+it, and early stopping judges each member inside its pack (`Rungs`, the rule of ASHA)
+instead of Tune's scheduler. `budget.pack: 1` gives one trial per Tune trial.
+
 The studies are the source of truth; a resumed sweep first reconciles them with the
 Parquet rows (`hypersweep.search.reconcile`). Resuming does not use `Tuner.restore`: each (re)start runs
 a fresh Tuner for the trials still owed, whose searcher loads the studies, so the studies
