@@ -210,7 +210,7 @@ def wait_for_rows(out: Path, n: int, timeout: float = 300) -> None:
 @pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_ctrl_c_sigterm_or_a_hang_up_stops_the_whole_sweep_and_resume_finishes_it(ray_address, tmp_path, signum,
                                                                                    code):
-    space = space_file(tmp_path / "s.yaml", budget={"trials": 4, "epochs": 40, "max_failures": 0},
+    space = space_file(tmp_path / "s.yaml", budget={"trials": 4, "epochs": 40, "max_failures": 0, "pack": 2},
                        families={**SPACE["families"], "standard": {"primary": {"width": {"low": 2, "high": 32}}}})
     out = tmp_path / "out"
     proc = start_sweep(ray_address, space, out)

@@ -36,7 +36,7 @@ def cluster_file(text: str, nodes: TwoNodes) -> str:
 def tiny_space() -> str:
     space = yaml.safe_load((REPO / "search_spaces" / "quickstart.yaml").read_text())
     space["experiment"] = "two_nodes"
-    space["budget"].update(trials=TRIALS, epochs=40)
+    space["budget"].update(trials=TRIALS, epochs=40, pack=2)  # four packs of two: both nodes train
     space["families"] = {"hyper": space["families"]["hyper"]}
     return yaml.safe_dump(space, sort_keys=False)
 
