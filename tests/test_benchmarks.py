@@ -73,6 +73,29 @@ def test_a_simulated_trial_answers_from_the_table_without_ray():
     assert slower["val_error"] > result["val_error"]  # a learning rate far from 3e-3 costs accuracy
 
 
+@pytest.mark.slow  # ~30 s on 2 shared cores: packs of 16 and 64 on the CPU
+def test_the_gpu_packing_benchmark_runs_its_cpu_smoke_variant(capsys):
+    from benchmarks import gpu_packing
+
+    assert gpu_packing.main(["--device", "cpu", "--quick"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["device"] == "cpu" and figures["process_start_s"] > 0
+    for family in ("hyper", "standard"):
+        assert figures[family]["alone_trials_per_s"] > 0
+        for k in ("K16", "K64"):
+            assert figures[family][k]["trials_per_s"] > 0 and figures[family][k]["packs"] >= 1
+
+
+def test_the_gpu_packing_benchmark_refuses_cuda_without_a_gpu(capsys):
+    from benchmarks import gpu_packing
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is visible")
+    assert gpu_packing.main([]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "no CUDA device" in err
+
+
 @pytest.mark.parametrize("objective", ["pareto", "constrained"])
 def test_driver_cost_times_ask_and_tell_on_a_filled_sqlite_study(objective):
     row = driver_cost.measure(objective, 20, 2)
