@@ -289,7 +289,7 @@ def sweep(size: str, out: str, profile: str | None = None, storage: str = "sqlit
     timer = Timer()
     timer.wrap(Search, "ask", "ask")
     timer.wrap(Search, "tell", "tell")
-    timer.wrap(Recorder, "_record", "record")
+    timer.wrap(Recorder, "_write", "record")  # every row, packed or not
     ray.init(address="local", num_cpus=slots, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
              object_store_memory=256 * 1024 * 1024)
     try:
