@@ -1,11 +1,13 @@
 """`sweep_parallel`: a Ray Tune sweep running 2 trials at a time vs the same trials in one process.
 
 The sweep is `hypersweep.sweep.run_sweep` on a grid of 8 hypernetworks (one CPU and one
-torch thread per trial) on a local 2-CPU Ray. The baseline runs the same 8 configurations
-one after another, with the same single thread, in a fresh process (so both sides pay for
-starting Python and importing torch once per process) niced as Ray nices its workers (so
-both yield alike to whatever else the machine runs). Epochs are calibrated so that one
-trial trains for about `seconds`.
+torch thread per trial) on a local 2-CPU Ray, one configuration per Ray Tune trial
+(`budget.pack: 1`: a packed trial would train several configurations as one model, and this
+benchmark measures what Ray Tune adds per trial, not what packing saves). The baseline runs
+the same 8 configurations one after another, with the same single thread, in a fresh process
+(so both sides pay for starting Python and importing torch once per process) niced as Ray
+nices its workers (so both yield alike to whatever else the machine runs). Epochs are
+calibrated so that one trial trains for about `seconds`.
 
 The sweep's overhead per trial is its wall time minus that of the same 8 trials shared out
 to two fresh plain Python processes run side by side (no Ray, no Optuna), divided by the
@@ -55,7 +57,8 @@ def space(widths: list[int], epochs: int) -> dict:
         "train": {"batch_size": 64, "lr": 0.003, "epochs": epochs},
         "objective": {"type": "pareto", "metric": "val_error", "count": "params_primary", "targets": [0.01]},
         "sampler": {"name": "grid"},
-        "budget": {"max_concurrent": CONCURRENT, "max_failures": 0},
+        # pack 1: one configuration per Tune trial, whose per-trial overhead is what is measured
+        "budget": {"max_concurrent": CONCURRENT, "max_failures": 0, "pack": 1},
         "resources": {"cpus": 1, "gpus": 0},
         "families": {"hyper": {"primary": {"width": {"choices": widths}, "depth": {"choices": [1, 2]}},
                                "conditioner": {"width": 64, "depth": 2}}},

@@ -41,15 +41,33 @@ def test_the_sweep_benchmark_runs_on_a_tiny_size(ray_address):
     assert result.details["plain_parallel_s"] > 0  # the two-process reference ran
 
 
-@pytest.mark.slow  # starts a Ray of its own
-def test_the_scale_benchmark_runs_every_study_through_the_sweep_on_a_tiny_size():
+@pytest.mark.slow  # starts a Ray of its own, twice
+def test_the_scale_benchmark_runs_every_study_through_the_sweep_unpacked_and_packed_on_a_tiny_size():
     result = run.BENCHMARKS["sweep_scale"]("tiny")
     check(result)
     d = result.details
     assert d["trials"] == 24 and d["owed"] == 0 and d["studies"] == 6 and d["failed"] == 0
-    assert d["slots"] == 4 and 0 < d["first_trial_after_s"] < result.ours
+    assert d["slots"] == 4 and 0 < d["first_trial_after_s"] < d["unpacked_wall_s"]
     assert d["ask_ms_per_trial"] > 0 and d["tell_ms_per_trial"] > 0 and d["record_ms_per_trial"] > 0
     assert not d["torch_in_workers"]  # the simulated trial keeps 64 workers light
+    # the packed sweep ran the same number of trials, in no more Tune trials, with its three ratios
+    assert d["packed_trials"] == 24 and d["packed_owed"] == 0 and d["packed_failed"] == 0
+    assert d["packed_studies"] == 6 and 0 < d["packed_tune_trials"] <= 24
+    assert result.ours > 0 and result.baseline > 0 and d["unpacked_ratio"] > 0 and d["packed_ratio"] > 0
+    assert result.goal == 1.0 and d["unpacked_goal"] == d["packed_goal"] == 0.9
+    assert not d["packed_torch_in_workers"]
+
+
+def test_a_simulated_pack_sleeps_less_than_its_members_where_packing_was_measured_to_pay():
+    from benchmarks import simulated_trial
+
+    measured = json.loads(simulated_trial.PACKING.read_text())
+    assert measured["command"] == "python -m benchmarks.sweep_scale --measure-packing"
+    for depth in (1, 2, 3):
+        assert simulated_trial.pack_speedup(1, depth) == 1.0  # a pack of one is a lone trial
+        c = measured["extra_member_cost"][str(depth)]
+        assert simulated_trial.pack_speedup(4, depth) == pytest.approx(4 / (1 + 3 * c))
+    assert simulated_trial.pack_speedup(8, 1) > 1  # at depth 1 a member is mostly overhead, which a pack shares
 
 
 def test_a_simulated_trial_answers_from_the_table_without_ray():
@@ -63,6 +81,29 @@ def test_a_simulated_trial_answers_from_the_table_without_ray():
     assert result["val_error"] == pytest.approx(row["val_error"], rel=0.03)  # lr 3e-3: only the seed's jitter
     slower = simulated_trial.answer({**config, "train.lr": 0.0003})[0]
     assert slower["val_error"] > result["val_error"]  # a learning rate far from 3e-3 costs accuracy
+
+
+@pytest.mark.slow  # ~30 s on 2 shared cores: packs of 16 and 64 on the CPU
+def test_the_gpu_packing_benchmark_runs_its_cpu_smoke_variant(capsys):
+    from benchmarks import gpu_packing
+
+    assert gpu_packing.main(["--device", "cpu", "--quick"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["device"] == "cpu" and figures["process_start_s"] > 0
+    for family in ("hyper", "standard"):
+        assert figures[family]["alone_trials_per_s"] > 0
+        for k in ("K16", "K64"):
+            assert figures[family][k]["trials_per_s"] > 0 and figures[family][k]["packs"] >= 1
+
+
+def test_the_gpu_packing_benchmark_refuses_cuda_without_a_gpu(capsys):
+    from benchmarks import gpu_packing
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is visible")
+    assert gpu_packing.main([]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "no CUDA device" in err
 
 
 @pytest.mark.parametrize("objective", ["pareto", "constrained"])
