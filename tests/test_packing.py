@@ -99,6 +99,13 @@ def test_packs_group_what_must_be_shared_and_cap_wide_members():
     assert sorted(plan_packs(narrow, points=8, most=8, cap=2500)) == [[0], [1, 2]]
 
 
+def test_a_member_shares_a_pack_only_with_members_at_most_twice_as_wide():
+    cfgs = [config("standard", w, depth=2) for w in (2, 29, 8, 20, 12, 30)]
+    packs = plan_packs(cfgs, points=8, most=8, cap=ACTIVATION_CAP["cpu"])
+    # widest first: 30 takes 29 and 20, not 12; 12 takes 8, not 2 (a pack of width 8 would: 8 units are free)
+    assert sorted(packs) == [[0], [1, 3, 5], [2, 4]]
+
+
 def test_rungs_stop_a_member_worse_than_the_best_quarter_its_study_recorded_before():
     rungs = Rungs()
     assert rungs.judge("a", 2, {0: 0.5, 1: 0.4, 2: 0.3, 3: 0.9}) == [3]  # 0.9 > 25th percentile of 0.5, 0.4, 0.3
