@@ -107,7 +107,9 @@ def measure(device: str, size: str) -> dict:
             row = {"alone_s_per_trial": round(alone_s, 4), "alone_trials_per_s": round(1 / alone_s, 2),
                    "per_process_trials_per_s": round(1 / (alone_s + start_s), 3)}
             for k in ks:
-                packs = plan_packs(cfgs[:k], task.train.points, k, ACTIVATION_CAP["gpu" if device == "cuda" else "cpu"])
+                dims = (task.dim_i, task.dim_x, task.dim_out)
+                cap = ACTIVATION_CAP["gpu" if device == "cuda" else "cpu"]
+                packs = plan_packs(cfgs[:k], dims, task.train.points, k, cap)
                 groups = [[cfgs[i] for i in pack] for pack in packs]
                 if device == "cuda":
                     torch.cuda.reset_peak_memory_stats()

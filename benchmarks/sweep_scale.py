@@ -190,7 +190,8 @@ def measure_packing(batches: int = 24, epochs: int = 3, rounds: int = 3, seed: i
     task = build_task(asked[0][0].task)  # the table's task, shared by every configuration
     packs = []
     for cfgs in asked:
-        for members in plan_packs(cfgs, task.train.points, PACK_SIZE, ACTIVATION_CAP["cpu"]):
+        dims = (task.dim_i, task.dim_x, task.dim_out)
+        for members in plan_packs(cfgs, dims, task.train.points, PACK_SIZE, ACTIVATION_CAP["cpu"]):
             if len(members) < 2:
                 continue  # a pack of one is `train` itself
             pack = [cfgs[i] for i in members]

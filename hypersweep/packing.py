@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from hypersweep.config import MLPConfig, RunConfig, to_dict
+from hypersweep.counts import param_counts
 from hypersweep.models import ACTIVATIONS, HyperModel, build_model, generated_layout
 
 # What a pack's members may differ in: padded widths, and the optimiser's per-member values.
@@ -254,38 +255,43 @@ def activations(cfg: RunConfig, points: int) -> int:
     return cfg.train.seeds * cfg.train.batch_size * max(points * per_point, per_instance)
 
 
-# How much wider than a member its pack may be: a member of width w shares a pack whose widest is
-# at most PAD_RATIO x w (or PAD_FREE units, which cost nothing: a step that small is overhead).
-# Padding costs W/w in each layer to or from the hidden units and (W/w)^2 between two of them:
-# in sweep_scale's space, widths 29 and 2 at depth 2 trained 0.57x as fast packed as alone.
-PAD_RATIO, PAD_FREE = 2, 8
+# How much more a member may compute padded in its pack than alone: at most PAD_RATIO x its own
+# multiply-adds per step, or any amount up to PAD_FREE of them (a step that small is per-operation
+# overhead on a CPU: a standard q of 526k multiply-adds per step gained 1.8x in a pack of 4, one of
+# 2.1M lost). Padding costs W/w in each layer to or from the hidden units and (W/w)^2 between two
+# of them: in sweep_scale's space, widths 29 and 2 at depth 2 trained 0.57x as fast packed as alone.
+PAD_RATIO, PAD_FREE = 2.0, 2**18
 
 
-def widths(cfg: RunConfig) -> tuple[int, ...]:
-    """The padded widths of a member: its primary width, conditioner width and embedding size."""
-    model = cfg.model
-    return (model.primary.width, model.conditioner.width if model.family != "standard" else 0,
-            model.embedding_dim if model.family == "embedding" else 0)
+def step_macs(cfg: RunConfig, dims: tuple[int, int, int], points: int) -> int:
+    """Multiply-adds of one member's forward pass on a batch: its primary net on every point
+    (a parameter is one multiply-add per point), its conditioner once per instance."""
+    counts = param_counts(cfg.model, *dims)
+    return cfg.train.seeds * cfg.train.batch_size * (points * counts.primary + counts.conditioner)
 
 
-def plan_packs(cfgs: list[RunConfig], points: int, most: int, cap: int) -> list[list[int]]:
+def plan_packs(cfgs: list[RunConfig], dims: tuple[int, int, int], points: int, most: int, cap: int) -> list[list[int]]:
     """Group configurations (by index) into packs: one pack_key each, at most `most` members,
-    no more than fit under `cap` (ACTIVATION_CAP) at the pack's padded width, and no member
-    narrower than its pack's widest by more than PAD_RATIO (beyond PAD_FREE units).
+    no more than fit under `cap` (ACTIVATION_CAP) at the pack's padded width, and none that
+    computes more than PAD_RATIO times its own work padded (beyond PAD_FREE).
 
-    Members are taken widest first, so each pack holds members of similar widths.
+    Members are taken largest first, so each pack holds members of similar sizes.
     """
     groups: dict[str, list[int]] = {}
     for i, cfg in enumerate(cfgs):
         groups.setdefault(pack_key(cfg), []).append(i)
+    own = [step_macs(cfg, dims, points) for cfg in cfgs]
     packs = []
     for members in groups.values():
-        members.sort(key=lambda i: (activations(cfgs[i], points), widths(cfgs[i])), reverse=True)
+        members.sort(key=lambda i: own[i], reverse=True)
         while members:
-            widest = widths(cfgs[members[0]])
-            fit = max(1, min(most, cap // max(1, activations(cfgs[members[0]], points))))
-            pack = [i for i in members if all(w <= max(PAD_RATIO * own, PAD_FREE)
-                                               for w, own in zip(widest, widths(cfgs[i]), strict=True))][:fit]
+            pack = [members[0]]
+            for i in members[1:]:
+                padded = padded_config([cfgs[k] for k in (*pack, i)])
+                if (len(pack) < most and (len(pack) + 1) * activations(padded, points) <= cap
+                        and all(step_macs(padded, dims, points) <= max(PAD_RATIO * own[k], PAD_FREE)
+                                for k in (*pack, i))):
+                    pack.append(i)
             packs.append(sorted(pack))
             members = [i for i in members if i not in pack]
     return packs

@@ -129,7 +129,7 @@ class SweepSearcher(Searcher):
         trials = owed.search.ask_batch(min(self.pack, owed.owed))
         owed.running += len(trials)
         cfgs = [load_config(space.config(t.params)) for t in trials]
-        for pack in plan_packs(cfgs, space.points or 1, self.pack, self.cap):
+        for pack in plan_packs(cfgs, space.dims, space.points or 1, self.pack, self.cap):
             self.ready.append((name, [trials[i] for i in pack]))
 
     def optuna_number(self, trial_id: str) -> int:
