@@ -77,10 +77,13 @@ class Budget:
     pack: int | None = field(default=None, metadata=bounds(1))  # trials per pack (1: no packing); default: PACK
 
 
-# Trials one Tune trial trains as one stacked model by default (hypersweep.packing), measured on
-# the quickstart and teacher_scaling spaces (BENCHMARKS.md, trial_packing): on a CPU packs of 8
-# paid 2-5x for small models; a GPU is idle below hundreds of tiny members.
-PACK = {"cpu": 8, "gpu": 64}
+# Trials one Tune trial trains as one stacked model by default (hypersweep.packing). On a CPU
+# packing does not pay by default (BENCHMARKS.md, trial_packing): the quickstart finished 1.16x
+# sooner in packs of 8, while 8 proposals asked before any result need 1.22x the trials to find
+# the answer (batched_asks); only spaces of small models gain, and they opt in. A GPU runs a tiny
+# model far below its capacity (kernel launches bound a step), so there a pack of many pays by
+# design; 64 has not been measured here (benchmarks/gpu_packing.py).
+PACK = {"cpu": 1, "gpu": 64}
 
 
 @dataclass(frozen=True)

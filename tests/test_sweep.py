@@ -19,8 +19,10 @@ TEACHER = {"name": "teacher", "dim_x": 2, "dim_i": 4, "train_instances": 300, "p
 
 
 def load_space(tmp_path, families, trials=3, **top):
+    """A space on the small teacher task; trained in packs of up to 4 unless `budget` says otherwise."""
     data = {"experiment": "t", "task": TEACHER, "model": {"activation": "tanh"},
             "budget": {"trials": trials, "epochs": 3, "max_failures": 0}, "families": families, **top}
+    data["budget"] = {"pack": 4, **data["budget"]}
     tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "space.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
