@@ -15,16 +15,11 @@ sequential / batched, met from 0.8. A batch is one training round, so `batched_r
 from __future__ import annotations
 
 import math
-import multiprocessing
 import statistics
-from concurrent.futures import ProcessPoolExecutor
-
-import pandas as pd
 
 from benchmarks.measure import Result, Size, compare
-from benchmarks.search_efficiency import MAX_TRIALS, SPACE, TABLE
-from hypersweep import search_space
-from hypersweep.tabulated import median_trials, trials_to_find
+from benchmarks.search_efficiency import replays
+from hypersweep.tabulated import median_trials
 
 # (repetitions, searches in parallel): a replay takes 0.1-30 s, the medians need many
 SIZES = {"tiny": (2, 1), "quick": (20, 2), "full": (40, 2)}
@@ -34,15 +29,9 @@ GOAL = 1 / 1.25  # sequential / batched: batches may need at most 1.25x the tria
 
 def run(size: Size) -> Result:
     repetitions, jobs = SIZES[size]
-    spec = search_space.load(str(SPACE))
-    table = pd.read_parquet(TABLE)
-    (study,) = spec.studies
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {batch: [pool.submit(trials_to_find, spec, study, table, seed=seed, max_trials=MAX_TRIALS,
-                                       batch=batch) for seed in range(repetitions)] for batch in (BATCH, 1)}
-        costs = {batch: [f.result() for f in fs] for batch, fs in futures.items()}
-    batched, sequential = median_trials(costs[BATCH]), median_trials(costs[1])
-    rounds = statistics.median(math.inf if c is None else math.ceil(c / BATCH) for c in costs[BATCH])
+    _, costs = replays({"batched": {"batch": BATCH}, "sequential": {"batch": 1}}, repetitions, jobs)
+    batched, sequential = median_trials(costs["batched"]), median_trials(costs["sequential"])
+    rounds = statistics.median(math.inf if c is None else math.ceil(c / BATCH) for c in costs["batched"])
     return compare(batched, sequential, "trials", sequential / batched, GOAL, repetitions=repetitions, batch=BATCH,
-                   found=sum(c is not None for c in costs[BATCH]),
-                   sequential_found=sum(c is not None for c in costs[1]), batched_rounds=rounds)
+                   found=sum(c is not None for c in costs["batched"]),
+                   sequential_found=sum(c is not None for c in costs["sequential"]), batched_rounds=rounds)

@@ -39,18 +39,24 @@ SEARCHES = {  # name: how it differs from the space's own search
 }
 
 
-def run(size: Size) -> Result:
-    repetitions, jobs = SIZES[size]
+def replays(searches: dict[str, dict], repetitions: int, jobs: int) -> tuple[str, dict[str, list[int | None]]]:
+    """Trials each search (`tabulated.trials_to_find` options) needed, for seeds 0 .. repetitions - 1,
+    and the space's sampler name."""
     spec = search_space.load(str(SPACE))
     table = pd.read_parquet(TABLE)
     (study,) = spec.studies
-    # One pool for every search, so the cheap random ones fill the gaps between TPE's.
+    # One pool for every search, so the cheap ones fill the gaps between the slow ones.
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {name: [pool.submit(trials_to_find, spec, study, table, seed=seed, max_trials=MAX_TRIALS, **how)
-                          for seed in range(repetitions)] for name, how in SEARCHES.items()}
-        costs = {name: [f.result() for f in fs] for name, fs in futures.items()}
+                          for seed in range(repetitions)] for name, how in searches.items()}
+        return spec.sampler.name, {name: [f.result() for f in fs] for name, fs in futures.items()}
+
+
+def run(size: Size) -> Result:
+    repetitions, jobs = SIZES[size]
+    sampler, costs = replays(SEARCHES, repetitions, jobs)
     mine, theirs = median_trials(costs["ours"]), median_trials(costs["random"])
-    return compare(mine, theirs, "trials", theirs / mine, GOAL, repetitions=repetitions, sampler=spec.sampler.name,
+    return compare(mine, theirs, "trials", theirs / mine, GOAL, repetitions=repetitions, sampler=sampler,
                    found=sum(c is not None for c in costs["ours"]),
                    random_found=sum(c is not None for c in costs["random"]),
                    random_skipping_larger=median_trials(costs["random_skipping_larger"]))
