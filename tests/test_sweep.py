@@ -183,7 +183,8 @@ def test_gpu_trials_land_on_the_gpu_node_and_cpu_trials_spread(two_nodes, tmp_pa
     assert set(gpu["node_id"]) == {gpu_node.node_id}
     assert set(gpu["device"]) == {"cpu"}  # a declared GPU without CUDA: `auto` falls back to the CPU
 
-    _, out, _ = sweep(tmp_path / "cpu", families, trials=4, resources={"cpus": 1, "gpus": 0}, **one)
+    _, out, _ = sweep(tmp_path / "cpu", families, trials=4, resources={"cpus": 1, "gpus": 0},
+                      budget={**one["budget"], "trials": 4})
     assert load_trials(out)["node_id"].nunique() == 2
 
 
