@@ -159,8 +159,25 @@ def to_dict(cfg: Any) -> dict:
     return dataclasses.asdict(cfg)
 
 
+class DuplicateKey(yaml.constructor.ConstructorError):
+    """A mapping that names a key twice: YAML forbids it, and PyYAML would keep the last silently."""
+
+
 class _Loader(yaml.SafeLoader):
-    """The safe loader, reading `1e-3` as a number as YAML 1.2 does (1.1 wants `1.0e-3`)."""
+    """The safe loader, reading `1e-3` as a number as YAML 1.2 does (1.1 wants `1.0e-3`), and refusing
+    a key given twice in one mapping (PyYAML keeps the last: a second `budget:` would drop the first)."""
+
+    def construct_mapping(self, node, deep=False):
+        first: dict[tuple[str, str], int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *defaults` may be overridden by the keys beside it
+            key = (key_node.tag, key_node.value)
+            if key in first:
+                raise DuplicateKey(None, None, f"duplicate key {key_node.value!r} (first on line {first[key]})",
+                                   key_node.start_mark)
+            first[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
 
 
 _Loader.add_implicit_resolver(
@@ -192,6 +209,8 @@ def read_yaml(path: str) -> Any:
     except yaml.reader.ReaderError as err:  # a control character: YAML allows printable text only
         line = text[:err.position].count("\n") + 1
         raise ConfigError("", f"line {line}: character #x{err.character:04x} is not allowed in YAML", path) from None
+    except DuplicateKey as err:
+        raise ConfigError("", f"line {err.problem_mark.line + 1}: {err.problem}", path) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark else ""

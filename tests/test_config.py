@@ -92,6 +92,16 @@ def test_read_yaml_refuses_a_value_pyyaml_cannot_build(tmp_path, value, problem)
         read_yaml(write(tmp_path, f"seed: {value}\n".encode()))
 
 
+def test_read_yaml_refuses_a_key_given_twice_and_names_both_lines(tmp_path):
+    text = b"experiment: a\nbudget: {trials: 4}\nexperiment: b\n"
+    with pytest.raises(ConfigError, match=r"run\.yaml: line 3: duplicate key 'experiment' \(first on line 1\)$"):
+        read_yaml(write(tmp_path, text))
+    with pytest.raises(ConfigError, match=r"line 1: duplicate key 'lr'"):  # inside a flow mapping too
+        read_yaml(write(tmp_path, b"train: {lr: 0.1, lr: 0.2}\n"))
+    # a merge key's values may be overridden beside it, and the same key in two mappings is no duplicate
+    assert read_yaml(write(tmp_path, b"base: &b {lr: 1}\nx: {<<: *b, lr: 2}\ny: {lr: 3}\n"))["x"] == {"lr": 2}
+
+
 def test_read_yaml_refuses_a_directory_and_a_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="is a directory, not a YAML file"):
         read_yaml(str(tmp_path))

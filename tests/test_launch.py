@@ -72,6 +72,16 @@ def test_bad_input_is_one_line_exit_2_and_nothing_on_disk(ray_address, tmp_path,
     assert not out.exists()
 
 
+def test_a_key_given_twice_in_the_space_file_is_refused_not_silently_dropped(ray_address, tmp_path):
+    text = Path(space_file(tmp_path)).read_text()
+    (tmp_path / "twice.yaml").write_text(text + "budget: {trials: 1}\n")  # a second budget would win in PyYAML
+    out = tmp_path / "never"
+    proc = launch(ray_address, str(tmp_path / "twice.yaml"), "--out", str(out))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "twice.yaml: line" in proc.stderr and "duplicate key 'budget' (first on line" in proc.stderr
+    assert not out.exists()
+
+
 def test_a_storage_that_cannot_be_opened_is_refused_before_anything_runs(ray_address, tmp_path):
     out = tmp_path / "never"
     proc = launch(ray_address, space_file(tmp_path), "--out", str(out), "--storage", "postgresql://u:p@localhost:1/x")
