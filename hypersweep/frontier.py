@@ -53,8 +53,10 @@ def smallest(trials: pd.DataFrame, targets: list[float] | tuple[float, ...], met
     """One row per (variant, family, target): the smallest `count` among ok trials with `metric` <= target.
 
     With `epochs` (hypersweep.results.load_epochs), rule (b) is checked on the chosen trial's
-    learning curve; without, only rule (a) can flag a row.
+    learning curve; without, only rule (a) can flag a row. No trials give an empty table.
     """
+    if trials.empty:
+        return pd.DataFrame(columns=["variant", "family", "target", "found"])
     ok = trials[trials["status"] == OK]
     curves = learning_curves(epochs)
     rows = []
@@ -162,6 +164,8 @@ def ratios(table: pd.DataFrame, count: str = "params_primary") -> pd.DataFrame:
 
 def pareto_front(trials: pd.DataFrame, metric: str = "val_error", count: str = "params_primary") -> pd.DataFrame:
     """Per variant and family, the ok trials no other trial beats on both `count` and `metric`."""
+    if trials.empty:
+        return trials.iloc[0:0]
     fronts = []
     for _, group in trials[trials["status"] == OK].groupby(["variant", "family"], observed=True):
         group = group.sort_values([count, metric])
@@ -173,7 +177,7 @@ def pareto_front(trials: pd.DataFrame, metric: str = "val_error", count: str = "
 
 def format_table(table: pd.DataFrame, count: str = "params_primary", report: str = "test_error") -> str:
     """A plain-text frontier table, with a line per target nothing reached and the training-limited flags."""
-    width = max([len(v) for v in table["variant"]] + [0])
+    width = max([len(v) for v in table.get("variant", [])] + [0])
     lines = [f"{'variant':<{width}} " * bool(width)
              + f"{'family':<10} {'target':>8} {count:>15} {'params_total':>13} {report:>11}  {'limited':<7}  "
                "architecture"]
@@ -186,7 +190,7 @@ def format_table(table: pd.DataFrame, count: str = "params_primary", report: str
         why = f"  <- {r['limited_by']}" if flag == "yes" else ""
         lines.append(head + f"{int(r[count]):>15,} {int(r['params_total']):>13,} {r[report]:>11.3g}  {flag:<7}  "
                             f"{architecture(r)}  (trial {int(r['trial'])}){why}")
-    found = table[table["found"]]
+    found = table[table["found"].astype(bool)] if "found" in table else table
     if any(flag_text(v) != "no" for v in found.get("training_limited", [])):
         lines.append(f"limited: training-limited, not capacity-limited: (a) a model {FLAT_SPAN:g}x smaller or larger "
                      f"within {FLAT_TOLERANCE:.0%} of the error, or (b) val_error still falling by more than "

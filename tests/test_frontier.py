@@ -140,3 +140,12 @@ def test_the_flat_rule_on_arrays_is_the_one_the_table_uses():
                                   10.0, 0.1) == ("", -1)
     assert frontier.flat_evidence(pd.Series([10.0, 50.0, 100.0]).to_numpy(), pd.Series([0.1, 0.09, 0.095]).to_numpy(),
                                   10.0, 0.1) == ("larger", 1)
+
+
+def test_no_trials_give_an_empty_frontier_not_a_key_error():
+    empty = pd.DataFrame()
+    table = frontier.smallest(empty, [0.1])
+    assert table.empty and list(table.columns) == ["variant", "family", "target", "found"]
+    assert frontier.pareto_front(empty).empty
+    assert frontier.format_table(table).splitlines()[0].split()[:2] == ["family", "target"]  # the header alone
+    assert frontier.format_table(empty).count("\n") == 0
