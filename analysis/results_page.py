@@ -709,6 +709,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for intervals")
     args = p.parse_args(argv)
     if args.runs:
+        # Checked before anything is written: a mistyped path must not rebuild the page from stale tables.
+        if not args.runs.is_dir():
+            print(f"error: {args.runs}: not a directory (--runs names the directory holding the sweeps' --out "
+                  "directories)", file=sys.stderr)
+            return 2
+        if not any((args.runs / name / "trials").is_dir() for name in EXPERIMENTS):
+            print(f"error: {args.runs}: holds no sweep of {', '.join(EXPERIMENTS)} (each a --out directory "
+                  "named after its experiment)", file=sys.stderr)
+            return 2
         print(f"exported {', '.join(export(args.runs)) or 'nothing'} to {DATA.relative_to(ROOT)}")
     FIGURES.mkdir(parents=True, exist_ok=True)
     text, claims = build(args.bootstrap)

@@ -285,3 +285,13 @@ def test_the_slope_rule_is_applied_to_the_teachers_own_variant(tmp_path, monkeyp
     monkeypatch.setattr(results_page, "FIGURES", tmp_path)
     claim = results_page.slope_claim(results_page.Experiment("teacher_scaling", trials, None, space), SAMPLES)
     assert claim.verdict == HOLDS, claim.why
+
+
+def test_runs_that_name_no_sweeps_exit_2_and_leave_the_page_alone(tmp_path, monkeypatch, capsys):
+    for root in ("ROOT", "DATA", "FIGURES"):
+        monkeypatch.setattr(results_page, root, tmp_path / {"ROOT": "", "DATA": "d/data", "FIGURES": "d"}[root])
+    (tmp_path / "empty").mkdir()
+    for runs in (tmp_path / "nonexistent", tmp_path / "empty"):
+        assert results_page.main(["--runs", str(runs), "--bootstrap", "10"]) == 2
+        assert capsys.readouterr().err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]  # no RESULTS.md, no data, no figures
