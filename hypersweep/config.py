@@ -11,6 +11,7 @@ every comparison, so a bound alone would let `lr: .nan` through.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
 import re
@@ -48,6 +49,14 @@ def one_line(text: str) -> str:
     """
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """The CLIs' argparse: a usage error is one line like every other refusal (still exit 2)."""
+
+    def error(self, message: str):
+        usage = " ".join(self.format_usage().split()).removeprefix("usage: ")  # argparse wraps it at 80 columns
+        self.exit(2, f"error: {message} (usage: {usage})\n")
 
 
 def null_if_nan(value: Any) -> Any:

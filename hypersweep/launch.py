@@ -67,9 +67,10 @@ install_stop_handlers()
 
 try:
     from hypersweep import __version__, frontier, search_space
-    from hypersweep.config import ConfigError
+    from hypersweep.config import ArgumentParser, ConfigError
     from hypersweep.manifest import MANIFEST, parse_manifest
     from hypersweep.results import ResultStore, is_remote, load_epochs, load_trials, source_id
+    from hypersweep.vocab import PENDING_ENV
 except KeyboardInterrupt:  # a stop while Python still imports torch: nothing has started
     print("interrupted before the sweep started: nothing to resume", file=sys.stderr)
     sys.exit(128 + (received[0] if received else signal.SIGINT))
@@ -99,7 +100,7 @@ class Plan:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m hypersweep.launch", description=__doc__.splitlines()[0])
+    p = ArgumentParser(prog="python -m hypersweep.launch", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="store_true",
                    help="print the version and the source identifier that trial rows record (git_commit)")
     p.add_argument("space", nargs="?", help=f"search-space YAML (default: {DEFAULT_SPACE.name}; "
@@ -122,6 +123,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.resume and not args.out:
         p.error("--resume needs --out (the sweep to continue)")
+    # The environment is input too: checked here, like the flags, before anything is written.
+    pending = os.environ.get(PENDING_ENV)
+    if pending is not None and not (pending.strip().isdigit() and int(pending) >= 1):
+        p.error(f"{PENDING_ENV}={pending!r}: must be a whole number >= 1 (Ray Tune's limit on trials waiting "
+                "for a slot), or unset")
+    given = any(a == "--storage" or a.startswith("--storage=") for a in (sys.argv[1:] if argv is None else argv))
+    args.storage_source = "--storage" if given or args.storage is None else f"${STORAGE_ENV}"
     return args
 
 
@@ -185,14 +193,15 @@ def check_names(spec: search_space.SweepSpec, out: str) -> None:
                       f"system's {limit}-byte limit for a name")
 
 
-def check_storage(url: str) -> None:
-    """Open the Optuna storage once, so a bad URL is refused before any compute."""
+def check_storage(url: str, source: str = "--storage") -> None:
+    """Open the Optuna storage once, so a bad URL is refused before any compute; `source` names where
+    the URL came from (the flag or $HYPERSWEEP_STORAGE)."""
     import optuna
 
     try:
         optuna.storages.RDBStorage(url).remove_session()
     except Exception as err:  # SQLAlchemy raises many kinds: a missing driver, a refused connection, ...
-        raise Refusal(f"--storage {redact(url)}: cannot open it ({first_line(err)})") from None
+        raise Refusal(f"{source} {redact(url)}: cannot open it ({first_line(err)})") from None
 
 
 def first_line(err: BaseException) -> str:
@@ -243,7 +252,7 @@ def plan(args: argparse.Namespace, scratch: Path) -> Plan:
         raise Refusal(f"--out {out}: a remote --out needs --storage (an Optuna RDB URL, e.g. postgresql://)")
     storage = args.storage or f"sqlite:///{Path(store.root) / 'optuna.db'}"
     if args.storage:
-        check_storage(storage)
+        check_storage(storage, args.storage_source)
         check_studies(spec, storage, sweep_id=None)
     budgets = {s.study: args.num_samples or spec.trials(s) for s in spec.studies}
     manifest = {"experiment": spec.experiment, "version": __version__, "sweep_id": uuid.uuid4().hex,

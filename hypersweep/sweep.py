@@ -47,13 +47,12 @@ from hypersweep.search import Search, model_count, open_study, rdb_storage, reco
 from hypersweep.search_space import StudySpace, SweepSpec
 from hypersweep.tasks import build_task, load_config
 from hypersweep.train import train, train_pack
-from hypersweep.vocab import FAILED, OK, PRUNED, RAY_TRIAL_ATTR, TrainedStatus
+from hypersweep.vocab import FAILED, OK, PENDING_ENV, PRUNED, RAY_TRIAL_ATTR, TrainedStatus
 
 ASHA_REDUCTION = 4  # ASHA keeps the best quarter of the trials at each rung
 STUDY_KEY = "study"  # the key of a Tune trial's config that names its Optuna study
 PACK_KEY = "pack"  # a packed Tune trial's config: its members, [{"number": Optuna trial number, "params": {...}}]
 MEMBERS_KEY = "members"  # a packed trial's report: the members that finished since its previous report
-PENDING_ENV = "TUNE_MAX_PENDING_TRIALS_PG"  # Ray Tune's (documented) limit on trials waiting for a slot
 
 
 @dataclasses.dataclass

@@ -12,7 +12,6 @@ is), `interrupted` and exit 130 on Ctrl-C. It writes no file.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import math
@@ -28,7 +27,7 @@ try:
     import torch
     import torch.nn.functional as F
 
-    from hypersweep.config import ConfigError, RunConfig, null_if_nan, read_yaml
+    from hypersweep.config import ArgumentParser, ConfigError, RunConfig, null_if_nan, read_yaml
     from hypersweep.counts import param_counts
     from hypersweep.packing import CosineFactor, build_pack, keep_slots, stacked_optimizer
     from hypersweep.tasks import Kind, Split, Task, build_task, load_config  # load_config: also imported from here
@@ -282,15 +281,8 @@ def _diverged(epoch: int) -> dict[str, float]:
             **_summary("val", _NAN), **_summary("test", _NAN)}
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, ending a usage error in one line like every other refusal (still exit 2)."""
-
-    def error(self, message: str):
-        self.exit(2, f"error: {message} (usage: {self.format_usage().strip().removeprefix('usage: ')})\n")
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog="python -m hypersweep.train", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m hypersweep.train", description=__doc__.splitlines()[0])
     parser.add_argument("config", help="YAML file with task, model and train sections")
     parser.add_argument("--json", action="store_true", help="print only one JSON object on stdout")
     args = parser.parse_args(argv)

@@ -36,3 +36,5 @@ RETRY_OF_ATTR = "retry_of"  # the number of the interrupted trial whose paramete
 OWNER_ATTR = "hypersweep.sweep"  # the id of the sweep that created the study
 SPACE_ATTR = "hypersweep.space"  # the fingerprint of the space it searches
 FOUND_AT_ATTR = "found_at"  # a tabulated replay's study: the trial that found the answer
+
+PENDING_ENV = "TUNE_MAX_PENDING_TRIALS_PG"  # Ray Tune's (documented) limit on trials waiting for a slot

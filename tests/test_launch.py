@@ -82,6 +82,21 @@ def test_a_key_given_twice_in_the_space_file_is_refused_not_silently_dropped(ray
     assert not out.exists()
 
 
+@pytest.mark.parametrize("env,args,message", [
+    ({"TUNE_MAX_PENDING_TRIALS_PG": "abc"}, [], "TUNE_MAX_PENDING_TRIALS_PG='abc': must be a whole number >= 1"),
+    ({"TUNE_MAX_PENDING_TRIALS_PG": "0"}, [], "TUNE_MAX_PENDING_TRIALS_PG='0': must be a whole number >= 1"),
+    ({"HYPERSWEEP_STORAGE": "garbage"}, [], "$HYPERSWEEP_STORAGE garbage: cannot open it"),
+    ({}, ["--num-samples", "0"], "--num-samples must be >= 1 (usage: python -m hypersweep.launch"),
+])
+def test_environment_inputs_and_flags_are_refused_in_one_line_before_anything_is_written(tmp_path, env, args,
+                                                                                         message):
+    out = tmp_path / "never"
+    proc = subprocess.run([sys.executable, "-m", "hypersweep.launch", "--out", str(out), *args],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, **env})
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
+    assert not out.exists()
+
+
 def test_a_storage_that_cannot_be_opened_is_refused_before_anything_runs(ray_address, tmp_path):
     out = tmp_path / "never"
     proc = launch(ray_address, space_file(tmp_path), "--out", str(out), "--storage", "postgresql://u:p@localhost:1/x")
