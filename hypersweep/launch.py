@@ -257,7 +257,7 @@ def plan(args: argparse.Namespace, scratch: Path) -> Plan:
     budgets = {s.study: args.num_samples or spec.trials(s) for s in spec.studies}
     manifest = {"experiment": spec.experiment, "version": __version__, "sweep_id": uuid.uuid4().hex,
                 "storage": None if not args.storage else redact(storage), "studies": list(budgets),
-                "budgets": budgets, "num_samples": args.num_samples}
+                "budgets": budgets, "num_samples": args.num_samples, "space": search_space.meaning(spec)}
     return Plan(spec, out, store, storage, manifest, Path(space_path).read_bytes().decode(), resume=False)
 
 
@@ -266,6 +266,11 @@ def _plan_resume(args: argparse.Namespace, spec: search_space.SweepSpec, out: st
     if "sweep_id" not in saved:
         raise Refusal(f"--out {out}: made by hypersweep {saved.get('version', '?')}, which recorded no sweep id; "
                       "it cannot be resumed safely")
+    # The whole space as the sweep began it (sweeps before 2026-12-04 recorded only their studies).
+    if "space" in saved and (where := search_space.first_difference(saved["space"], search_space.meaning(spec))):
+        raise Refusal(f"{spec.path}: {where} differs from the space the sweep in {out} began with; a resume may "
+                      f"change only budget.{', budget.'.join(search_space.RESUMABLE)} (to search another space, "
+                      "start a new sweep in another --out)")
     unknown = [s.study for s in spec.studies if s.study not in saved["budgets"]]
     if unknown:
         raise Refusal(f"{spec.path}: study {unknown[0]!r} is not part of the sweep in {out}; "

@@ -174,12 +174,21 @@ def params_key(params: dict[str, Any]) -> tuple:
     return tuple(sorted(params.items()))
 
 
-def fingerprint(space: StudySpace, objective: Objective) -> str:
-    """What a study's trials mean: its searched keys and ranges, its fixed config and its objective."""
-    blob = json.dumps({"params": [dataclasses.asdict(p) for p in space.params], "base": space.base,
+def fingerprint(space: StudySpace, objective: Objective, legacy: bool = False) -> str:
+    """What a study's trials mean: its searched keys and ranges, its fixed config and its objective,
+    whatever the order of the keys in the file. `legacy`: as studies made before 2026-12-04 recorded
+    it, with the searched keys in the file's order (the same space re-saved with sorted keys then
+    read as another)."""
+    params = [dataclasses.asdict(p) for p in space.params]
+    blob = json.dumps({"params": params if legacy else sorted(params, key=lambda p: p["name"]), "base": space.base,
                        "objective": [objective.type, objective.metric, objective.count, objective.target]},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def made_for(study: optuna.Study, space: StudySpace, objective: Objective) -> bool:
+    """Whether `study` records the fingerprint of `space` and `objective` (or its legacy form)."""
+    return study.user_attrs.get(SPACE_ATTR) in (fingerprint(space, objective), fingerprint(space, objective, True))
 
 
 def rdb_storage(url: str) -> optuna.storages.RDBStorage:
@@ -221,15 +230,14 @@ def open_study(spec: SweepSpec, space: StudySpace, storage: str | optuna.storage
     study = optuna.create_study(storage=storage, study_name=space.study, load_if_exists=True,
                                 sampler=make_sampler(spec, space, trials),
                                 directions=["minimize", "minimize"] if o.type == "pareto" else ["minimize"])
-    mine = fingerprint(space, o)
-    owner, made_for = study.user_attrs.get(OWNER_ATTR), study.user_attrs.get(SPACE_ATTR)
+    owner = study.user_attrs.get(OWNER_ATTR)
     if owner is None and not study.get_trials(deepcopy=False):
         study.set_user_attr(OWNER_ATTR, sweep_id)
-        study.set_user_attr(SPACE_ATTR, mine)
+        study.set_user_attr(SPACE_ATTR, fingerprint(space, o))
     elif owner != sweep_id:
         raise StudyMismatch(f"the storage already holds study {space.study!r} of another sweep"
                             f" ({owner or 'unknown'}); use another --storage, or another experiment name")
-    elif made_for != mine:
+    elif not made_for(study, space, o):
         raise StudyMismatch(f"study {space.study!r} was made for another search space or objective; "
                             "start a new sweep (another --out) to search this one")
     return study
@@ -241,11 +249,11 @@ def check_study(spec: SweepSpec, space: StudySpace, storage: optuna.storages.Bas
         study = optuna.load_study(study_name=space.study, storage=storage)
     except KeyError:
         return False
-    owner, made_for = study.user_attrs.get(OWNER_ATTR), study.user_attrs.get(SPACE_ATTR)
+    owner = study.user_attrs.get(OWNER_ATTR)
     if owner != sweep_id:
         raise StudyMismatch(f"the storage already holds study {space.study!r} of another sweep"
                             f" ({owner or 'unknown'}); use another --storage, or another experiment name")
-    if made_for != fingerprint(space, spec.objective):
+    if not made_for(study, space, spec.objective):
         raise StudyMismatch(f"study {space.study!r} was made for another search space or objective; "
                             "start a new sweep (another --out) to search this one")
     return True

@@ -22,7 +22,9 @@ Searched keys are named by their dotted path in the run config (`model.primary.w
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -185,6 +187,36 @@ class _Top:
     sampler: Sampler = Sampler()
     budget: Budget = Budget()
     resources: Resources = Resources()
+
+
+# What a resumed sweep may change in its space file: how many trials, and how they are scheduled,
+# retried and packed. Everything else gives the trials their meaning (hypersweep.launch refuses a change).
+RESUMABLE = ("trials", "max_concurrent", "max_failures", "pack")  # keys of `budget`
+
+
+def meaning(spec: SweepSpec) -> dict:
+    """What gives a sweep's trials their meaning, as plain data: the validated space (defaults
+    filled in) less RESUMABLE. Canonical: key order, the spelling of numbers (1e-3, 0.001) and a
+    default written out or left implicit do not matter."""
+    data = {"experiment": spec.experiment, "task": spec.task, "objective": dataclasses.asdict(spec.objective),
+            "sampler": dataclasses.asdict(spec.sampler), "resources": dataclasses.asdict(spec.resources),
+            "budget": {k: v for k, v in dataclasses.asdict(spec.budget).items() if k not in RESUMABLE},
+            "studies": {s.study: {"family": s.family, "variant": s.variant, "base": s.base,
+                                  "params": {p.name: dataclasses.asdict(p) for p in s.params}} for s in spec.studies}}
+    return json.loads(json.dumps(data, sort_keys=True, default=str))
+
+
+def first_difference(a: Any, b: Any, path: str = "") -> str | None:
+    """The dotted path of the first place where two `meaning`s differ (None if they are equal)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            where = f"{path}.{key}" if path else key
+            if key not in a or key not in b:
+                return where
+            if (found := first_difference(a[key], b[key], where)) is not None:
+                return found
+        return None
+    return None if a == b else path or "(the whole file)"
 
 
 def variant_label(variant: dict) -> str:

@@ -97,6 +97,32 @@ def test_environment_inputs_and_flags_are_refused_in_one_line_before_anything_is
     assert not out.exists()
 
 
+def test_a_resume_refuses_a_space_changed_in_meaning_but_not_one_merely_reformatted(ray_address, tmp_path):
+    out = tmp_path / "out"
+    families = {"hyper": {"primary": {"width": {"low": 1, "high": 8}},
+                          "conditioner": {"width": {"low": 8, "high": 16}}},  # two searched keys, not in name order
+                "embedding": SPACE["families"]["embedding"]}
+    assert launch(ray_address, space_file(tmp_path, families=families), "--out", str(out)).returncode == 0
+    saved = yaml.safe_load((out / "space.yaml").read_text())
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    changes = {"sampler.seed": {**saved, "sampler": {"name": "tpe", "seed": 7}},
+               "studies.cli-embedding": {**saved, "families": {"hyper": families["hyper"]}},
+               "budget.early_stopping": {**saved, "budget": {**saved["budget"], "early_stopping": True}},
+               "resources.cpus": {**saved, "resources": {"cpus": 2}}}
+    for where, edited in changes.items():
+        (out / "space.yaml").write_text(yaml.safe_dump(edited, sort_keys=False))
+        proc = launch(ray_address, "--out", str(out), "--resume")
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+        assert f"space.yaml: {where} differs from the space the sweep in" in proc.stderr
+    (out / "space.yaml").write_text(yaml.safe_dump(saved))  # sorted keys: the searched keys in another order
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != "space.yaml"} == {
+        p: t for p, t in before.items() if p.name != "space.yaml"}  # the refusals changed nothing
+    # The same space re-saved with its keys sorted resumes, here with a larger budget.
+    resumed = launch(ray_address, "--out", str(out), "--resume", "--num-samples", "3")
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(load_trials(str(out))) == 6
+
+
 def test_a_storage_that_cannot_be_opened_is_refused_before_anything_runs(ray_address, tmp_path):
     out = tmp_path / "never"
     proc = launch(ray_address, space_file(tmp_path), "--out", str(out), "--storage", "postgresql://u:p@localhost:1/x")

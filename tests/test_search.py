@@ -203,3 +203,20 @@ def test_a_batch_told_out_of_order_reaches_the_study_and_the_sampler(tmp_path):
     assert seen == {params_key(t.params): search.study.trials[t.number].values for t in batch}
     assert not search.pending
     assert not {params_key(t.params) for t in search.ask_batch(4)} & set(seen)  # and the next batch is new
+
+
+def test_a_study_fingerprint_ignores_the_order_of_the_searched_keys_and_accepts_its_legacy_form(tmp_path):
+    import dataclasses
+
+    from hypersweep.search import fingerprint, made_for
+    from hypersweep.vocab import SPACE_ATTR
+
+    spec = load_space(tmp_path, primary={"width": {"low": 1, "high": 8}}, conditioner={"width": {"low": 8, "high": 16}})
+    (space,) = spec.studies
+    reordered = dataclasses.replace(space, params=tuple(reversed(space.params)))
+    assert fingerprint(space, spec.objective) == fingerprint(reordered, spec.objective)
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    study.set_user_attr(SPACE_ATTR, fingerprint(space, spec.objective, legacy=True))  # a study made before
+    assert made_for(study, space, spec.objective)
+    study.set_user_attr(SPACE_ATTR, fingerprint(dataclasses.replace(space, base={}), spec.objective))
+    assert not made_for(study, space, spec.objective)
