@@ -121,6 +121,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for name in ("num_samples", "max_concurrent"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.num_samples is not None and args.num_samples > search_space.MAX_TRIALS:
+        p.error(f"--num-samples must be <= {search_space.MAX_TRIALS:,} (trials per study, as budget.trials)")
     if args.resume and not args.out:
         p.error("--resume needs --out (the sweep to continue)")
     # The environment is input too: checked here, like the flags, before anything is written.

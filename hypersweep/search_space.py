@@ -38,6 +38,7 @@ from hypersweep.vocab import FAMILIES
 MODEL_KEYS = {"primary", "conditioner", "embedding_dim", "activation", "bias", "primary_bias"}
 RANGE_KEYS = {"low", "high", "log", "step", "choices"}
 MAX_GRID = 1_000_000  # Optuna's GridSampler holds the whole grid in memory
+MAX_TRIALS = 1_000_000  # trials per study, in budget.trials and --num-samples: far past any sweep's ETA
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class Sampler:
 
 @dataclass(frozen=True)
 class Budget:
-    trials: int | None = field(default=None, metadata=bounds(1))  # per family; grid: the whole grid
+    trials: int | None = field(default=None, metadata=bounds(1, MAX_TRIALS))  # per family; grid: the whole grid
     epochs: int | None = field(default=None, metadata=bounds(1))  # overrides train.epochs
     max_concurrent: int | None = field(default=None, metadata=bounds(1))  # default: as many as fit
     early_stopping: bool | None = None  # ASHA; default: on for constrained, off for pareto
@@ -368,6 +369,9 @@ def _collect(value: Any, path: str, where: str, base: dict, params: list, origin
     """Walk a family section, moving ranges into `params` and fixed values into `base`."""
     if value == {}:
         raise ConfigError(where, "expected a value, a range {low, high} or {choices: [...]}, got {}")
+    if isinstance(value, dict) and value.keys() & {"low", "high", "choices"} and not set(value) <= RANGE_KEYS:
+        unknown = sorted(set(map(str, value)) - RANGE_KEYS)[0]
+        raise ConfigError(f"{where}.{unknown}", f"unknown key in a range (expected {', '.join(sorted(RANGE_KEYS))})")
     if isinstance(value, dict) and set(value) <= RANGE_KEYS:
         params.append(_param(value, path, where))
         origin[path] = where
@@ -447,7 +451,7 @@ def _check_run_config(cfg: dict, origin: dict, which: str, values: dict | None =
         if not key:
             raise
         message = err.message.split(", got")[0]
-        if values and err.key in values:
+        if values and err.key in values and not message.startswith("unknown key"):  # a value, not a name, at fault
             raise ConfigError(origin[err.key], f"{which} {values[err.key]!r} {message}") from None
         suffix = err.key[len(key):]
         raise ConfigError(origin[key] + suffix, err.message) from None

@@ -87,6 +87,7 @@ def test_a_key_given_twice_in_the_space_file_is_refused_not_silently_dropped(ray
     ({"TUNE_MAX_PENDING_TRIALS_PG": "0"}, [], "TUNE_MAX_PENDING_TRIALS_PG='0': must be a whole number >= 1"),
     ({"HYPERSWEEP_STORAGE": "garbage"}, [], "$HYPERSWEEP_STORAGE garbage: cannot open it"),
     ({}, ["--num-samples", "0"], "--num-samples must be >= 1 (usage: python -m hypersweep.launch"),
+    ({}, ["--num-samples", str(10**30)], "--num-samples must be <= 1,000,000 (trials per study, as budget.trials)"),
 ])
 def test_environment_inputs_and_flags_are_refused_in_one_line_before_anything_is_written(tmp_path, env, args,
                                                                                          message):
