@@ -246,7 +246,7 @@ def load(path: str, build_tasks: bool = True) -> SweepSpec:
 
 def _validate(raw: Any, path: str, build_tasks: bool) -> SweepSpec:
     top = parse(_Top, raw)
-    if not top.experiment.replace("-", "").replace("_", "").isalnum():
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", top.experiment):  # ASCII: str.isalnum() passes any script's letters
         raise ConfigError("experiment", f"use letters, digits, - and _ only, got {top.experiment!r}")
     if not top.families:
         raise ConfigError("families", f"give at least one of {', '.join(FAMILIES)}")

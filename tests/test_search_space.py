@@ -109,6 +109,7 @@ BAD = [
     (mutate("budget.max_params", 1000), "families.hyper: the largest model has"),
     (mutate("resources.gpus", -1), "resources.gpus: must be >= 0"),
     (mutate("experiment", "a/b"), "experiment: use letters"),
+    (mutate("experiment", "exp\u00e9rience"), "experiment: use letters"),
     (mutate("traing", {}), "traing: unknown key"),
     (mutate("task", {"name": "rotation", "dataset": "mnist", "data_dir": "/no/such/dir"}), "task.data_dir"),
     (mutate("task", {"name": "rotation", "dataset": "imagenet"}), "task.dataset: must be one of"),
