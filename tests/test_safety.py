@@ -105,11 +105,11 @@ def test_resume_refuses_what_it_cannot_trust_and_changes_nothing(sweep, tmp_path
     before = snapshot(sweep)
     cases = [
         (space_file(tmp_path / "wider.yaml", families={"hyper": {"primary": {"width": {"low": 1, "high": 64}}}}),
-         "made for another search space or objective"),
+         "studies.safe-hyper.params.model.primary.width.high differs from the space the sweep in"),
         (space_file(tmp_path / "constrained.yaml", objective={"type": "constrained", "target": 0.1}),
-         "made for another search space or objective"),
+         "objective.target differs from the space the sweep in"),
         (space_file(tmp_path / "family.yaml", families={"standard": {"primary": {"width": 4}}}),
-         "'safe-standard' is not part of the sweep"),
+         "studies.safe-hyper differs from the space the sweep in"),
     ]
     for space, message in cases:
         assert message in refused(capsys, space, "--out", str(sweep), "--resume")
