@@ -117,6 +117,13 @@ def test_resume_refuses_what_it_cannot_trust_and_changes_nothing(sweep, tmp_path
     assert "keeps its studies in" in refused(capsys, "--out", str(sweep), "--resume", "--storage", other)
     assert snapshot(sweep) == before
 
+    # A sweep made before sweep.json kept its space: the studies' fingerprints and names still refuse.
+    manifest = json.loads((sweep / "sweep.json").read_text())
+    (sweep / "sweep.json").write_text(json.dumps({k: v for k, v in manifest.items() if k != "space"}))
+    assert "made for another search space or objective" in refused(capsys, cases[0][0], "--out", str(sweep),
+                                                                   "--resume")
+    assert "'safe-standard' is not part of the sweep" in refused(capsys, cases[2][0], "--out", str(sweep), "--resume")
+
     (sweep / "optuna.db").write_bytes(b"not a database")
     assert "cannot open it" in refused(capsys, "--out", str(sweep), "--resume")
     (sweep / "optuna.db").unlink()
