@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 from collections.abc import Callable
+from datetime import timezone
 from typing import Any, Literal
 
 import numpy as np
@@ -26,7 +27,7 @@ import sqlalchemy
 
 from hypersweep.config import null_if_nan
 from hypersweep.counts import param_counts
-from hypersweep.results import RESULT_KEYS, ResultStore, trial_row
+from hypersweep.results import RESULT_KEYS, ResultStore, source_id, trial_row
 from hypersweep.search_space import Objective, Param, StudySpace, SweepSpec, grid_space
 from hypersweep.tasks import load_config
 from hypersweep.vocab import (
@@ -46,6 +47,7 @@ from hypersweep.vocab import (
 )
 
 MAX_REPEATS = 20  # proposals not worth training in a row before the sampler is bypassed
+SOURCE_KEY = "git_commit"  # in a trial's RESULT_ATTR: the driver's source_id() when it told the trial
 TPE_CANDIDATES = 24  # TPE's candidates per proposal (Optuna's default): its cost per ask is linear in this
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 TRIED = (*FINISHED, optuna.trial.TrialState.RUNNING)  # states whose parameters are not trained again
@@ -459,8 +461,9 @@ def tell_result(study: optuna.Study, trial: optuna.Trial, status: TrainedStatus,
     states = optuna.trial.TrialState
     state = {OK: states.COMPLETE, PRUNED: states.PRUNED}.get(status, states.FAIL)
     values = None
-    if result:
-        trial.set_user_attr(RESULT_ATTR, {k: null_if_nan(result[k]) for k in RESULT_KEYS if k in result})
+    if result:  # with the code that trained it, so that a row rebuilt from the study names it too
+        trial.set_user_attr(RESULT_ATTR, {**{k: null_if_nan(result[k]) for k in RESULT_KEYS if k in result},
+                                          SOURCE_KEY: source_id()})
     if status in (OK, PRUNED) and objective.type == "constrained":
         trial.set_constraint("error_target", result[objective.metric] - objective.target)
     if status == OK:
@@ -496,8 +499,11 @@ def reconcile(spec: SweepSpec, space: StudySpace, storage: optuna.storages.BaseS
         elif t.state.is_finished() and t.number not in have and status in TRAINED:  # not a legacy repeat/larger
             cfg = load_config(space.config(t.params))
             error = "recorded in the study only (driver stopped)" if status == FAILED else None
-            row = trial_row(spec, space, cfg, t.number, t.user_attrs.get(RAY_TRIAL_ATTR), status,
-                            t.user_attrs.get(RESULT_ATTR), error)
+            result = t.user_attrs.get(RESULT_ATTR) or {}
+            row = trial_row(spec, space, cfg, t.number, t.user_attrs.get(RAY_TRIAL_ATTR), status, result, error)
+            # The trial's own end and code, not the rebuild's (the study keeps no retry count).
+            row["finished_at"] = t.datetime_complete.astimezone(timezone.utc) if t.datetime_complete else None
+            row["git_commit"] = result.get(SOURCE_KEY)
             store.write_trial(space.family, space.study, cfg, row, [])
             have.add(t.number)
             log(f"[{space.study}] trial #{t.number}: row rebuilt from the study")

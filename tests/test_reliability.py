@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import psutil
 import pytest
 import ray
@@ -109,9 +110,15 @@ def test_a_killed_driver_resumes_and_records_each_trial_exactly_once(ray_address
         proc.wait()
     assert len(rows(out)) < TRIALS
 
+    resuming = pd.Timestamp.now(tz="UTC")
     resumed = launch(ray_address, "--out", str(out), "--resume")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     interrupted = assert_each_trial_exactly_once(out)
+    if kill is KILLS["after Optuna was told, before the row was written"]:  # trial 0's row came from the study
+        assert "trial #0: row rebuilt from the study" in resumed.stdout
+        trials = load_trials(str(out)).set_index("trial")
+        assert trials.loc[0, "finished_at"] < resuming  # when it trained, not when its row was rebuilt
+        assert trials.loc[0, "git_commit"] == trials.drop(0)["git_commit"].iloc[0]  # the code that trained it
     if "when" in kill:  # killed while a pack was training: each of its trials was queued again
         assert len(interrupted) >= PACK
         assert all(f"trial #{n} was interrupted: queued again" in resumed.stdout for n in interrupted)
