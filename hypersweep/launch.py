@@ -296,7 +296,7 @@ def _plan_resume(args: argparse.Namespace, spec: search_space.SweepSpec, out: st
         if "***" in recorded and storage == recorded:
             raise Refusal(f"--out {out}: its storage {recorded} needs the password again: give --storage "
                           f"or ${STORAGE_ENV} with it")
-    check_storage(storage)
+    check_storage(storage, args.storage_source)
     check_studies(spec, storage, sweep_id=saved["sweep_id"])
     budgets = dict(saved["budgets"])
     if args.num_samples:

@@ -177,7 +177,7 @@ class StackedOptimizer:
         self.steps += 1
         lr = self.lr * self.factor
         grad = self._flat([p.grad for p in self.params])
-        update = torch.zeros_like(grad) if self.kind == "adamw" and self.decays else None
+        update = None  # AdamW's decay, added to the step
         if self.decays:
             weights = self._flat(self.params)
             if self.kind == "adamw":  # decoupled: shrink the weights, not the gradient
@@ -288,9 +288,9 @@ def plan_packs(cfgs: list[RunConfig], dims: tuple[int, int, int], points: int, m
             pack = [members[0]]
             for i in members[1:]:
                 padded = padded_config([cfgs[k] for k in (*pack, i)])
+                work = step_macs(padded, dims, points)
                 if (len(pack) < most and (len(pack) + 1) * activations(padded, points) <= cap
-                        and all(step_macs(padded, dims, points) <= max(PAD_RATIO * own[k], PAD_FREE)
-                                for k in (*pack, i))):
+                        and all(work <= max(PAD_RATIO * own[k], PAD_FREE) for k in (*pack, i))):
                     pack.append(i)
             packs.append(sorted(pack))
             members = [i for i in members if i not in pack]

@@ -39,7 +39,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import Searcher
 
 from hypersweep import cluster, failpoints
-from hypersweep.config import TrainConfig
+from hypersweep.config import RunConfig, TrainConfig
 from hypersweep.counts import param_counts
 from hypersweep.packing import ACTIVATION_CAP, plan_packs
 from hypersweep.results import ResultStore, is_remote, source_id, trial_row
@@ -202,6 +202,21 @@ def trial_status(result: dict | None, error: bool) -> TrainedStatus:
     return PRUNED
 
 
+def worker_config(space: StudySpace, params: dict) -> RunConfig:
+    """A trial's run config on its worker: torch threads follow the CPUs Tune gave the trial,
+    unless the config sets them."""
+    cfg = load_config(space.config(params))
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
+    threads = cfg.train.threads or max(1, int(cpus))
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=threads))
+
+
+def where_it_runs(cfg: RunConfig) -> dict:
+    """What a trial's row records of where and when it ran."""
+    return {"node": socket.gethostname(), "node_id": ray.get_runtime_context().get_node_id(),
+            "threads": cfg.train.threads, "started_at": time.time()}
+
+
 def run_trial(config: dict, spaces: dict[str, StudySpace], report_epochs: dict[str, frozenset[int]]) -> None:
     """One Ray Tune trial: train the configuration the searcher chose.
 
@@ -212,11 +227,8 @@ def run_trial(config: dict, spaces: dict[str, StudySpace], report_epochs: dict[s
     """
     study = config[STUDY_KEY]
     space, rungs = spaces[study], report_epochs[study]
-    cfg = load_config(space.config({k: v for k, v in config.items() if k != STUDY_KEY}))
-    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
-    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=cfg.train.threads or max(1, int(cpus))))
-    meta = {"node": socket.gethostname(), "node_id": ray.get_runtime_context().get_node_id(),
-            "threads": cfg.train.threads, "started_at": time.time()}
+    cfg = worker_config(space, {k: v for k, v in config.items() if k != STUDY_KEY})
+    meta = where_it_runs(cfg)
     task = build_task(cfg.task)
     counts = param_counts(cfg.model, task.dim_i, task.dim_x, task.dim_out).as_dict()
     history: list[dict] = []
@@ -243,22 +255,15 @@ def run_pack(config: dict, spaces: dict[str, StudySpace], report_epochs: dict[st
     study = config[STUDY_KEY]
     space, rung_epochs_ = spaces[study], report_epochs[study]
     members = config[PACK_KEY]
-    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
-    cfgs = []
-    for member in members:
-        cfg = load_config(space.config(member["params"]))
-        cfgs.append(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=cfg.train.threads or
-                                                                        max(1, int(cpus)))))
-    meta = {"node": socket.gethostname(), "node_id": ray.get_runtime_context().get_node_id(),
-            "threads": cfgs[0].train.threads, "started_at": time.time(),
-            "pack": min(m["number"] for m in members), "pack_size": len(members)}
+    cfgs = [worker_config(space, member["params"]) for member in members]
+    meta = {**where_it_runs(cfgs[0]), "pack": min(m["number"] for m in members), "pack_size": len(members)}
     task = build_task(cfgs[0].task)
     history: list[list[dict]] = [[] for _ in members]
     judge = ray.get_actor(rungs) if rungs else None
 
     def report(done: list[tuple[int, dict]], final: bool = False) -> None:
         reported = [{**result, **meta, "number": members[m]["number"], "history": history[m]} for m, result in done]
-        best = min((r["val_error"] for r in reported if r.get("val_error") is not None), default=math.nan)
+        best = min((r[metric] for r in reported if r.get(metric) is not None), default=math.nan)
         tune.report({metric: best, "final": final, MEMBERS_KEY: reported})
 
     def stop(epoch: int, metrics: dict[int, dict]) -> list[int]:
