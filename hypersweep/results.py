@@ -18,6 +18,8 @@ import functools
 import hashlib
 import json
 import os
+import re
+import shutil
 import subprocess
 import types
 import typing
@@ -42,6 +44,19 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = "1"
 TMP_PREFIX = ".tmp-"  # dataset readers skip files starting with "."
+KINDS = ("trials", "epochs")
+
+# Compaction (ResultStore.compact): every MERGE_AT small files of a family are merged into one, and every
+# FAN_IN merged files of a level into one of the next; a reader may still be listing one of the last
+# KEEP_GENERATIONS generations a local compaction replaced, so those are kept.
+MERGE_AT = 64
+FAN_IN = 8
+LAST_LEVEL = 9  # what the final compaction of a sweep writes
+KEEP_GENERATIONS = 2
+GENERATIONS = ".results"  # OUT/.results/<kind>.<number>: what OUT/<kind> links to (local --out)
+SMALL_FILE = re.compile(r"^(?P<study>.+)-(?P<trial>[0-9]+)\.parquet$")  # one trial: <study>-<number>
+MERGED_FILE = re.compile(r"^compacted-L(?P<level>[0-9])-c[0-9a-f]{32}\.parquet$")  # never ends in digits only
+REPLACES_KEY = b"hypersweep.replaces"  # a merged file's metadata: the names of the files it replaced
 
 # What a trial reports (the trainer's summary and where it ran), kept in its row under the same name.
 RESULT_COLUMNS: dict[str, pa.DataType] = {
@@ -147,13 +162,15 @@ def config_hash(cfg: RunConfig) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def trial_schema(cfg: RunConfig) -> pa.Schema:
-    columns = {**TRIAL_COLUMNS, **config_columns(type(cfg.task), "config.task"),
-               **config_columns(type(cfg.model), "config.model"),
-               **config_columns(type(cfg.train), "config.train"), "config.task.name": pa.string()}
+@functools.cache  # deriving it from the type hints cost each written trial a millisecond
+def trial_schema(task: type, model: type, train: type) -> pa.Schema:
+    """The columns of a trial row for these config types."""
+    columns = {**TRIAL_COLUMNS, **config_columns(task, "config.task"), **config_columns(model, "config.model"),
+               **config_columns(train, "config.train"), "config.task.name": pa.string()}
     return pa.schema(columns.items(), metadata={"hypersweep.schema_version": SCHEMA_VERSION})
 
 
+@functools.cache
 def epoch_schema() -> pa.Schema:
     return pa.schema(EPOCH_COLUMNS.items(), metadata={"hypersweep.schema_version": SCHEMA_VERSION})
 
@@ -191,14 +208,43 @@ def is_remote(out: str) -> bool:
 
 
 class ResultStore:
-    """Writes and lists one sweep's Parquet files under `out` (a local path or a URI)."""
+    """Writes, compacts and lists one sweep's Parquet files under `out` (a local path or a URI).
 
-    def __init__(self, out: str):
+    Each finished trial is written at once as its own small file, so a reader sees it as soon as it
+    finished. Compaction then merges small files into larger ones (`compact`), so a sweep of any size
+    holds a handful of files per family, each row in one file only:
+
+    - local --out: `OUT/trials` and `OUT/epochs` are symbolic links to generations
+      (`OUT/.results/trials.000003`). A compaction builds the next generation (hard links to the files
+      it keeps, plus the merged ones) and swaps the link in one rename, so a reader listing the
+      directory sees the old generation or the new one, each holding every row once. A kill before the
+      swap leaves an unfinished generation nobody links to; `recover` deletes it.
+    - remote --out (s3://, ...): an object store renames nothing atomically. A merged file is written
+      first, then the files it replaces (named in its metadata, `REPLACES_KEY`) are deleted; `recover`
+      finishes a deletion a kill interrupted, and `load_trials` / `load_epochs` drop the duplicate rows
+      a reader listing during those seconds would see.
+    """
+
+    def __init__(self, out: str, merge_at: int = MERGE_AT, fan_in: int = FAN_IN):
         self.fs, self.root = pafs.FileSystem.from_uri(out) if is_remote(out) else (pafs.LocalFileSystem(),
                                                                                   str(Path(out).resolve()))
+        self.local = isinstance(self.fs, pafs.LocalFileSystem)
+        self.merge_at, self.fan_in = merge_at, fan_in
+        self._keys: dict[tuple[str, str], set[tuple[str, int]]] = {}  # (kind, family) -> its (study, trial)s
+        # (kind, family) -> the small files this store wrote since it last merged them, by name: what a
+        # merge would otherwise read back (most of a write's cost)
+        self._fresh: dict[tuple[str, str], dict[str, pa.Table]] = {}
+        self.merges = 0  # merges this store made: the number failpoints of a compaction are reached with
 
     def _path(self, kind: str, family: str, study: str, trial: int) -> str:
         return f"{self.root}/{kind}/family={family}/{study}-{trial:06d}.parquet"
+
+    def _ensure(self, kind: str) -> None:
+        """A local dataset starts as a link to its first generation (see the class docstring)."""
+        link = Path(self.root) / kind
+        if self.local and not link.is_symlink() and not link.exists():
+            (Path(self.root) / GENERATIONS / f"{kind}.{0:06d}").mkdir(parents=True, exist_ok=True)
+            link.symlink_to(f"{GENERATIONS}/{kind}.{0:06d}")
 
     def _write(self, table: pa.Table, path: str, trial: int) -> None:
         """Write `path` once: under a temporary name, then renamed, never over an existing file."""
@@ -206,7 +252,7 @@ class ResultStore:
         tmp = f"{path.rsplit('/', 1)[0]}/{TMP_PREFIX}{uuid.uuid4().hex}"
         pq.write_table(table, tmp, filesystem=self.fs)
         failpoints.reached("before_rename", trial)
-        if isinstance(self.fs, pafs.LocalFileSystem):
+        if self.local:
             try:  # a hard link fails if the name exists: the check and the rename are one step
                 os.link(tmp, path)
             except FileExistsError:
@@ -242,7 +288,7 @@ class ResultStore:
 
     def remove_partial_files(self) -> int:
         """Delete temporary files a crash left behind; return how many."""
-        found = [info.path for kind in ("trials", "epochs")
+        found = [info.path for kind in KINDS
                  for info in self.fs.get_file_info(pafs.FileSelector(f"{self.root}/{kind}", recursive=True,
                                                                       allow_not_found=True))
                  if info.base_name.startswith(TMP_PREFIX)]
@@ -258,32 +304,200 @@ class ResultStore:
         corrupt = corrupt_files(self.fs, self.root)
         for path in corrupt:
             self.fs.delete_file(path)
+        self._keys.clear()
         return corrupt
 
     def write_trial(self, family: str, study: str, cfg: RunConfig, row: dict[str, Any], epochs: list[dict]) -> None:
-        """Write a trial's learning curve, then its row (the row marks it finished).
+        """Write a trial's learning curve, then its row (the row marks it finished); then compact
+        when enough small files have gathered.
 
         A curve written before a crash that came before the row is kept: a row rebuilt from
         the study (which holds no curve) does not replace it.
         """
         key = {k: row.get(k) for k in ("experiment", "study", "variant", "trial", "trial_id")}
         key["config_hash"] = config_hash(cfg)
-        curve = [{**{k: null_if_nan(e.get(k)) for k in EPOCH_COLUMNS}, **key} for e in epochs]
-        curve_path = self._path("epochs", family, study, row["trial"])
-        if self.fs.get_file_info(curve_path).type == pafs.FileType.NotFound:
-            self._write(pa.Table.from_pylist(curve, schema=epoch_schema()), curve_path, row["trial"])
+        number = row["trial"]
+        if (study, number) not in self._have("epochs", family):
+            curve = [{**{k: null_if_nan(e.get(k)) for k in EPOCH_COLUMNS}, **key} for e in epochs]
+            self._add("epochs", family, study, number, pa.Table.from_pylist(curve, schema=epoch_schema()))
+        if (study, number) in self._have("trials", family):
+            raise FileExistsError(f"{self.root}/trials/family={family}: trial {number} of {study} is written once; "
+                                  "it has a row already")
         full = {**{k: null_if_nan(v) for k, v in row.items()}, **flatten_config(cfg), "config_hash": key["config_hash"],
                 "version": __version__}
-        schema = trial_schema(cfg)
-        table = pa.Table.from_pylist([{k: full.get(k) for k in schema.names}], schema=schema)
-        self._write(table, self._path("trials", family, study, row["trial"]), row["trial"])
+        schema = trial_schema(type(cfg.task), type(cfg.model), type(cfg.train))
+        self._add("trials", family, study, number, pa.Table.from_pylist([{k: full.get(k) for k in schema.names}],
+                                                                        schema=schema))
+        for kind in KINDS:
+            if len(self._fresh.get((kind, family), ())) >= self.merge_at:
+                self._compact(kind, [family], final=False)
+
+    def _add(self, kind: str, family: str, study: str, number: int, table: pa.Table) -> None:
+        """Write one trial's small file of `kind`."""
+        self._ensure(kind)
+        path = self._path(kind, family, study, number)
+        self._write(table, path, number)
+        self._have(kind, family).add((study, number))
+        self._fresh.setdefault((kind, family), {})[path.rsplit("/", 1)[1]] = table
 
     def finished(self, family: str, study: str) -> set[int]:
         """Trial numbers of `study` that have a row."""
-        selector = pafs.FileSelector(f"{self.root}/trials/family={family}", allow_not_found=True)
-        prefix = f"{study}-"
-        return {int(info.base_name[len(prefix):-len(".parquet")]) for info in self.fs.get_file_info(selector)
-                if info.base_name.startswith(prefix) and info.base_name[len(prefix):-len(".parquet")].isdigit()}
+        return {trial for s, trial in self._have("trials", family) if s == study}
+
+    def _have(self, kind: str, family: str) -> set[tuple[str, int]]:
+        """The (study, trial) pairs of `family` that `kind` holds, read once and then kept up to date."""
+        if (kind, family) not in self._keys:
+            keys = set()
+            for info in self._files(kind, family):
+                if small := SMALL_FILE.match(info.base_name):
+                    keys.add((small["study"], int(small["trial"])))
+                else:
+                    with self.fs.open_input_file(info.path) as fh:
+                        t = pq.read_table(fh, columns=["study", "trial"])
+                    keys.update(zip(t.column("study").to_pylist(), t.column("trial").to_pylist()))
+            self._keys[(kind, family)] = keys
+        return self._keys[(kind, family)]
+
+    def _files(self, kind: str, family: str | None = None) -> list[pafs.FileInfo]:
+        """The finished Parquet files of `kind` (of one family, or of all), in name order."""
+        base = f"{self.root}/{kind}" + (f"/family={family}" if family else "")
+        infos = self.fs.get_file_info(pafs.FileSelector(base, recursive=family is None, allow_not_found=True))
+        return sorted((i for i in infos if i.type == pafs.FileType.File and i.base_name.endswith(".parquet")
+                       and not i.base_name.startswith(TMP_PREFIX)), key=lambda i: i.path)
+
+    # --- compaction -------------------------------------------------------------------------------
+
+    def compact(self, final: bool = False) -> int:
+        """Merge small files into larger ones; return how many files were merged away.
+
+        Every `merge_at` small files of a family become one level-0 file, and every `fan_in` files of
+        one level one file of the next, so a row is rewritten about log(trials) / log(fan_in) times
+        and a family holds fewer than `merge_at` + `fan_in` x levels files. `final` (the end of a
+        sweep) merges each family into one file.
+        """
+        return sum(self._compact(kind, None, final) for kind in KINDS)
+
+    def _compact(self, kind: str, families: list[str] | None, final: bool) -> int:
+        plan = {family: group for family, infos in self._by_family(kind).items()
+                if (families is None or family in families) and (group := self._plan(infos, final))}
+        return self._merge(kind, plan) if plan else 0
+
+    def _by_family(self, kind: str) -> dict[str, list[pafs.FileInfo]]:
+        families: dict[str, list[pafs.FileInfo]] = {}
+        for info in self._files(kind):
+            parent = info.path.rsplit("/", 2)[-2]
+            if parent.startswith("family="):
+                families.setdefault(parent.removeprefix("family="), []).append(info)
+        return families
+
+    def _plan(self, infos: list[pafs.FileInfo], final: bool) -> tuple[list[pafs.FileInfo], int] | None:
+        """The files of one family to merge now, with the level of the file they become (None: none)."""
+        if final:
+            return (infos, LAST_LEVEL) if len(infos) > 1 else None
+        levels: dict[int, list[pafs.FileInfo]] = {}
+        for info in infos:
+            if merged := MERGED_FILE.match(info.base_name):
+                levels.setdefault(int(merged["level"]), []).append(info)
+        inputs = [i for i in infos if SMALL_FILE.match(i.base_name)]
+        if len(inputs) < self.merge_at:
+            return None
+        level = 0
+        # The new file would make `fan_in` files at its level: merge those into the next level at once.
+        while level < LAST_LEVEL - 1 and len(levels.get(level, [])) + 1 >= self.fan_in:
+            inputs, level = inputs + levels[level], level + 1
+        return inputs, level
+
+    def _merge(self, kind: str, plan: dict[str, tuple[list[pafs.FileInfo], int]]) -> int:
+        """Write each family's group as one file that replaces its inputs (see the class docstring)."""
+        order = [(c, "ascending") for c in ("study", "trial", "epoch")[:3 if kind == "epochs" else 2]]
+        merged: dict[str, tuple[str, pa.Table, list[str]]] = {}
+        for family, (infos, level) in plan.items():
+            fresh, tables = self._fresh.pop((kind, family), {}), []
+            for info in infos:
+                if info.base_name in fresh:
+                    tables.append(fresh[info.base_name])
+                    continue
+                with self.fs.open_input_file(info.path) as fh:
+                    tables.append(pq.read_table(fh))
+            table = pa.concat_tables(tables, promote_options="default").sort_by(order)
+            replaces = [i.base_name for i in infos]
+            metadata = {**(table.schema.metadata or {}), REPLACES_KEY: json.dumps(replaces).encode()}
+            merged[family] = (f"compacted-L{level}-c{uuid.uuid4().hex}.parquet",
+                              table.replace_schema_metadata(metadata), replaces)
+        self.merges += 1
+        if self.local:
+            self._next_generation(kind, merged)
+        else:
+            self._replace_in_place(kind, merged)
+        return sum(len(replaces) for _, _, replaces in merged.values())
+
+    def _next_generation(self, kind: str, merged: dict[str, tuple[str, pa.Table, list[str]]]) -> None:
+        link = Path(self.root) / kind
+        if not link.is_symlink():  # a sweep from before compaction: its directory becomes generation 0
+            (Path(self.root) / GENERATIONS).mkdir(exist_ok=True)
+            os.replace(link, Path(self.root) / GENERATIONS / f"{kind}.{0:06d}")
+            link.symlink_to(f"{GENERATIONS}/{kind}.{0:06d}")
+        current = link.resolve()
+        number = int(current.name.rsplit(".", 1)[1]) + 1
+        new = current.with_name(f"{kind}.{number:06d}")
+        shutil.rmtree(new, ignore_errors=True)  # what a kill left of an earlier try
+        for directory in (d for d in current.iterdir() if d.is_dir()):
+            (new / directory.name).mkdir(parents=True)
+            _, _, replaces = merged.get(directory.name.removeprefix("family="), (None, None, []))
+            for path in directory.iterdir():
+                if path.name.endswith(".parquet") and path.name not in replaces:
+                    os.link(path, new / directory.name / path.name)
+        for family, (name, table, _) in merged.items():
+            pq.write_table(table, new / f"family={family}" / name)
+        failpoints.reached("compact_before_swap", self.merges)
+        swap = Path(self.root) / f"{TMP_PREFIX}{kind}-link"
+        swap.unlink(missing_ok=True)
+        swap.symlink_to(f"{GENERATIONS}/{new.name}")
+        os.replace(swap, link)  # the one step that makes the new generation what readers see
+        failpoints.reached("compact_after_swap", self.merges)
+        self._drop_old_generations(kind, keep_from=number - KEEP_GENERATIONS)
+
+    def _drop_old_generations(self, kind: str, keep_from: int, newest: int | None = None) -> None:
+        """Delete generations older than `keep_from` (readers still listing one get a little time) and
+        any newer than `newest` (a compaction a kill interrupted before its swap)."""
+        for path in (Path(self.root) / GENERATIONS).glob(f"{kind}.*"):
+            number = int(path.name.rsplit(".", 1)[1])
+            if number < keep_from or (newest is not None and number > newest):
+                shutil.rmtree(path, ignore_errors=True)
+
+    def _replace_in_place(self, kind: str, merged: dict[str, tuple[str, pa.Table, list[str]]]) -> None:
+        for family, (name, table, replaces) in merged.items():
+            base = f"{self.root}/{kind}/family={family}"
+            tmp = f"{base}/{TMP_PREFIX}{uuid.uuid4().hex}"
+            pq.write_table(table, tmp, filesystem=self.fs)
+            failpoints.reached("compact_before_move", self.merges)
+            self.fs.move(tmp, f"{base}/{name}")
+            failpoints.reached("compact_before_delete", self.merges)
+            for k, old in enumerate(replaces):
+                self.fs.delete_file(f"{base}/{old}")
+                if k == 0:
+                    failpoints.reached("compact_deleting", self.merges)
+
+    def recover(self) -> None:
+        """Finish or undo a compaction a kill interrupted (see the class docstring)."""
+        for kind in KINDS:
+            link = Path(self.root) / kind
+            if self.local and link.is_symlink():
+                number = int(link.resolve().name.rsplit(".", 1)[1])
+                self._drop_old_generations(kind, keep_from=number - KEEP_GENERATIONS, newest=number)
+                (Path(self.root) / f"{TMP_PREFIX}{kind}-link").unlink(missing_ok=True)
+                continue
+            for family, infos in self._by_family(kind).items():  # remote: delete what a merged file replaced
+                names = {i.base_name for i in infos}
+                for info in infos:
+                    if MERGED_FILE.match(info.base_name):
+                        with self.fs.open_input_file(info.path) as fh:
+                            meta = pq.read_schema(fh).metadata or {}
+                        for old in json.loads(meta.get(REPLACES_KEY, b"[]")):
+                            if old in names:
+                                self.fs.delete_file(f"{info.path.rsplit('/', 1)[0]}/{old}")
+                                names.discard(old)
+        self._keys.clear()
 
 
 class CorruptResults(ValueError):
@@ -309,6 +523,8 @@ def corrupt_files(fs: pafs.FileSystem, root: str) -> list[str]:
 def _load(out: str, kind: str) -> pd.DataFrame:
     store = ResultStore(out)
     path = f"{store.root}/{kind}"
+    if store.local:  # one generation throughout, though a compaction may swap the link meanwhile
+        path = os.path.realpath(path)
     if store.fs.get_file_info(path).type == pafs.FileType.NotFound:
         raise FileNotFoundError(f"{out}: no {kind}/ dataset (is this a sweep's --out directory?)")
     try:
@@ -322,7 +538,9 @@ def _load(out: str, kind: str) -> pd.DataFrame:
         raise CorruptResults(f"{out}: {len(bad)} result file(s) are not readable Parquet ({names}); "
                              f"`python -m hypersweep.launch --resume --out {out}` rebuilds them from the study"
                              ) from None
-    frame["family"] = frame["family"].astype(str)
+    frame["family"] = frame["family"].astype(str) if "family" in frame else pd.Series(dtype=str)  # no file yet
+    if not store.local:  # listed while a compaction replaced files in place: a row may be there twice
+        frame = frame.drop_duplicates(["study", "trial"] + (["epoch"] if kind == "epochs" else []), ignore_index=True)
     return frame
 
 

@@ -468,15 +468,26 @@ def run_sweep(spec: SweepSpec, out: str, storage: str | optuna.storages.BaseStor
     finally:
         if rungs:
             ray.kill(rungs_actor)
+    compact(store, log)
     return sum(max(0, o.budget - o.done) for o in studies.values())
 
 
 def clean_up(store: ResultStore, log: Callable[[str], None]) -> None:
-    """Remove what a crash left half-written in `store`; a removed trial's row comes back from its study."""
+    """Remove what a crash left half-written in `store` and merge what an earlier run left unmerged;
+    a removed trial's row comes back from its study."""
+    store.recover()
     if removed := store.remove_partial_files():
         log(f"removed {removed} partial file(s) left by a crash")
     for path in store.remove_corrupt_files():
         log(f"removed {path}: not readable Parquet")
+    compact(store, log)
+
+
+def compact(store: ResultStore, log: Callable[[str], None]) -> None:
+    """Merge each family's results into one file (ResultStore.compact), saying so when that takes a while."""
+    started = time.monotonic()
+    if (merged := store.compact(final=True)) and time.monotonic() - started > 1:
+        log(f"merged {merged} result files in {time.monotonic() - started:.0f} s")
 
 
 def open_studies(spec: SweepSpec, storage: optuna.storages.BaseStorage, sweep_id: str, budgets: dict[str, int],
