@@ -17,6 +17,7 @@ from benchmarks import (
     batched_asks,
     flop_efficiency,
     replica_packing,
+    results_scale,
     rotation_pipeline,
     search_efficiency,
     sweep_parallel,
@@ -36,6 +37,7 @@ BENCHMARKS: dict[str, Callable[[Size], Result]] = {
     "flop_efficiency": flop_efficiency.run,
     "sweep_scale": sweep_scale.run,
     "trial_packing": trial_packing.run,
+    "results_scale": results_scale.run,
 }
 
 

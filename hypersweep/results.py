@@ -56,6 +56,7 @@ KEEP_GENERATIONS = 2
 GENERATIONS = ".results"  # OUT/.results/<kind>.<number>: what OUT/<kind> links to (local --out)
 SMALL_FILE = re.compile(r"^(?P<study>.+)-(?P<trial>[0-9]+)\.parquet$")  # one trial: <study>-<number>
 MERGED_FILE = re.compile(r"^compacted-L(?P<level>[0-9])-c[0-9a-f]{32}\.parquet$")  # never ends in digits only
+CORRUPT = "corrupt"  # OUT/corrupt/: result files that were not readable Parquet, moved aside
 REPLACES_KEY = b"hypersweep.replaces"  # a merged file's metadata: the names of the files it replaced
 
 # What a trial reports (the trainer's summary and where it ran), kept in its row under the same name.
@@ -296,16 +297,21 @@ class ResultStore:
             self.fs.delete_file(path)
         return len(found)
 
-    def remove_corrupt_files(self) -> list[str]:
-        """Delete result files whose Parquet footer cannot be read; return their paths.
+    def remove_corrupt_files(self) -> list[tuple[str, str]]:
+        """Move result files whose Parquet footer cannot be read to OUT/corrupt/ (out of every reader's
+        way, kept for whoever can mend them); return each one's path and where it went.
 
-        A trial's row is rebuilt from its study afterwards (`hypersweep.search.reconcile`).
+        A trial's row is rebuilt from its study afterwards (`hypersweep.search.reconcile`); a learning
+        curve is not (the study keeps none), so a merged curve file's trials lose theirs.
         """
-        corrupt = corrupt_files(self.fs, self.root)
-        for path in corrupt:
-            self.fs.delete_file(path)
+        moved = []
+        for path in corrupt_files(self.fs, self.root):
+            aside = f"{self.root}/{CORRUPT}/{uuid.uuid4().hex[:8]}-{path.rsplit('/', 1)[1]}"
+            self.fs.create_dir(aside.rsplit("/", 1)[0], recursive=True)
+            self.fs.move(path, aside)
+            moved.append((path, aside))
         self._keys.clear()
-        return corrupt
+        return moved
 
     def write_trial(self, family: str, study: str, cfg: RunConfig, row: dict[str, Any], epochs: list[dict]) -> None:
         """Write a trial's learning curve, then its row (the row marks it finished); then compact
@@ -433,10 +439,12 @@ class ResultStore:
 
     def _next_generation(self, kind: str, merged: dict[str, tuple[str, pa.Table, list[str]]]) -> None:
         link = Path(self.root) / kind
-        if not link.is_symlink():  # a sweep from before compaction: its directory becomes generation 0
-            (Path(self.root) / GENERATIONS).mkdir(exist_ok=True)
-            os.replace(link, Path(self.root) / GENERATIONS / f"{kind}.{0:06d}")
-            link.symlink_to(f"{GENERATIONS}/{kind}.{0:06d}")
+        if not link.is_symlink():  # a sweep from before compaction, or a copy that followed the link
+            generations = Path(self.root) / GENERATIONS
+            generations.mkdir(exist_ok=True)
+            first = 1 + max((int(p.name.rsplit(".", 1)[1]) for p in generations.glob(f"{kind}.*")), default=-1)
+            os.replace(link, generations / f"{kind}.{first:06d}")
+            link.symlink_to(f"{GENERATIONS}/{kind}.{first:06d}")
         current = link.resolve()
         number = int(current.name.rsplit(".", 1)[1]) + 1
         new = current.with_name(f"{kind}.{number:06d}")
@@ -491,8 +499,11 @@ class ResultStore:
                 names = {i.base_name for i in infos}
                 for info in infos:
                     if MERGED_FILE.match(info.base_name):
-                        with self.fs.open_input_file(info.path) as fh:
-                            meta = pq.read_schema(fh).metadata or {}
+                        try:
+                            with self.fs.open_input_file(info.path) as fh:
+                                meta = pq.read_schema(fh).metadata or {}
+                        except (OSError, pa.ArrowInvalid):  # not readable: remove_corrupt_files moves it aside
+                            continue
                         for old in json.loads(meta.get(REPLACES_KEY, b"[]")):
                             if old in names:
                                 self.fs.delete_file(f"{info.path.rsplit('/', 1)[0]}/{old}")

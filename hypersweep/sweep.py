@@ -478,8 +478,8 @@ def clean_up(store: ResultStore, log: Callable[[str], None]) -> None:
     store.recover()
     if removed := store.remove_partial_files():
         log(f"removed {removed} partial file(s) left by a crash")
-    for path in store.remove_corrupt_files():
-        log(f"removed {path}: not readable Parquet")
+    for path, aside in store.remove_corrupt_files():
+        log(f"removed {path}: not readable Parquet (moved to {aside})")
     compact(store, log)
 
 

@@ -1,6 +1,7 @@
 """The sweep engine on a real local Ray: Optuna chooses, Tune runs, Parquet records."""
 import math
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -56,6 +57,8 @@ def test_every_trial_lands_in_parquet_and_in_its_optuna_study(ray_address, tmp_p
             assert t.values == [pytest.approx(mine.loc[number, "val_error"]), mine.loc[number, "params_primary"]]
             assert t.params["model.primary.width"] == mine.loc[number, "config.model.primary.width"]
     assert (load_epochs(out).groupby(["family", "trial"]).size() == 3).all()
+    for kind in ("trials", "epochs"):  # merged when the sweep ended: one file per family
+        assert sorted(p.parent.name for p in Path(out, kind).glob("*/*.parquet")) == ["family=hyper", "family=standard"]
 
 
 def test_a_proposal_already_trained_or_training_is_not_trained_again(ray_address, tmp_path):

@@ -1,0 +1,130 @@
+"""`results_scale`: how a sweep's results read back at 100,000 trials, compacted, against one file per trial.
+
+Synthetic trials (the quickstart's three families, widths and learning rates drawn at random, a
+10-epoch curve each) are written through the sweep's own recording path,
+`hypersweep.results.ResultStore.write_trial`, into two stores side by side:
+
+- **compacted** (today's layout): small files merged as they gather, then one file per family at
+  the end of the sweep (`ResultStore.compact(final=True)`);
+- **one file per trial** (the layout before compaction): the same store with merging turned off.
+
+Figures: the time `pd.read_parquet(OUT/trials)` takes (best of 3), also with DuckDB and Polars
+where installed, bytes on disk per trial row, and the driver's write cost per trial (compactions
+included, amortised). `ratio` is the one-file-per-trial read time over the compacted one at equal
+rows; the goals (all must hold for `met`): 100,000 compacted rows read by pandas in <= 5 s, ratio
+>= 10, <= 1 KB per row, and a write cost per trial no higher than one file per trial's.
+
+    python -m benchmarks.results_scale [tiny|quick|full]   # prints JSON
+"""
+from __future__ import annotations
+
+import json
+import random
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from benchmarks.measure import Result, Size
+from hypersweep.results import ResultStore, load_trials
+from hypersweep.search_space import load
+
+ROOT = Path(__file__).resolve().parent.parent
+SPACE = ROOT / "search_spaces" / "quickstart.yaml"
+# size -> (trials in the compacted store, trials at which both layouts are compared)
+SIZES: dict[str, tuple[int, int]] = {"tiny": (300, 100), "quick": (10_000, 2_000), "full": (100_000, 20_000)}
+GOAL_RATIO, GOAL_READ_S, GOAL_BYTES = 10.0, 5.0, 1024
+EPOCHS = 10
+NEVER = 10**9  # merge_at for the one-file-per-trial layout
+
+
+def fill(out: str, trials: int, merge_at: int | None) -> float:
+    """Write `trials` synthetic trials into a store at `out`; return the driver's seconds per trial."""
+    from hypersweep.tasks import load_config
+    spec = load(str(SPACE), build_tasks=True)
+    rng = random.Random(0)
+    store = ResultStore(out) if merge_at is None else ResultStore(out, merge_at=merge_at)
+    started = time.perf_counter()
+    for number in range(trials):
+        space = spec.studies[number % len(spec.studies)]
+        values = {p.name: rng.randint(int(p.low), int(p.high)) if p.kind == "int" else
+                  rng.uniform(p.low, p.high) if p.kind == "float" else rng.choice(p.choices) for p in space.params}
+        cfg = load_config(space.config(values))
+        error = rng.random()
+        row = {"experiment": spec.experiment, "study": space.study, "variant": space.label, "trial": number,
+               "trial_id": f"{number:08x}", "status": "ok", "val_error": error, "test_error": error * 1.1,
+               "params_primary": rng.randint(10, 10_000), "params_total": rng.randint(10, 100_000), "epochs": EPOCHS,
+               "seed": 0, "seeds": 1, "retries": 0, "wall_s": rng.random() * 60, "device": "cpu",
+               "node": "head", "pack": number, "pack_size": 1, "git_commit": "0" * 40 + "+sha256:" + "0" * 16,
+               "started_at": datetime.now(timezone.utc), "finished_at": datetime.now(timezone.utc)}
+        curve = [{"epoch": e, "val_error": error + 1 / e, "train_loss": error + 2 / e} for e in range(1, EPOCHS + 1)]
+        store.write_trial(space.family, space.study, cfg, row, curve)
+    if merge_at is None:
+        store.compact(final=True)  # what the end of a sweep does
+    return (time.perf_counter() - started) / trials
+
+
+def read_time(out: str, reader) -> float:
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        rows = reader(out)
+        best = min(best, time.perf_counter() - started)
+    assert rows == expected_rows(out), (rows, out)
+    return best
+
+
+def expected_rows(out: str) -> int:
+    return len(load_trials(out))
+
+
+def by_pandas(out: str) -> int:
+    return len(pd.read_parquet(Path(out) / "trials"))
+
+
+def by_duckdb(out: str) -> int:
+    import duckdb
+    return duckdb.sql(f"select count(*) from read_parquet('{out}/trials/*/*.parquet', hive_partitioning = true)"
+                      ).fetchall()[0][0]
+
+
+def by_polars(out: str) -> int:
+    import polars
+    return polars.read_parquet(f"{out}/trials/*/*.parquet", hive_partitioning=True).height
+
+
+def bytes_per_row(out: str) -> float:
+    files = [p for p in (Path(out) / "trials").rglob("*.parquet")]
+    return sum(p.stat().st_size for p in files) / expected_rows(out)
+
+
+def run(size: Size) -> Result:
+    many, equal = SIZES[size]
+    with tempfile.TemporaryDirectory() as tmp:
+        old, small, big = f"{tmp}/per_trial", f"{tmp}/compacted_equal", f"{tmp}/compacted"
+        fill(f"{tmp}/warm_up", 50, None)  # imports and caches, outside either side's figure
+        old_write = fill(old, equal, NEVER)
+        small_write = fill(small, equal, None)
+        big_write = fill(big, many, None)
+        old_read, small_read = read_time(old, by_pandas), read_time(small, by_pandas)
+        details = {"trials": many, "equal_rows": equal, "pandas_s": round(read_time(big, by_pandas), 3),
+                   "per_trial_pandas_s": round(old_read, 3), "compacted_pandas_s": round(small_read, 3),
+                   "bytes_per_row": round(bytes_per_row(big)), "per_trial_bytes_per_row": round(bytes_per_row(old)),
+                   "write_ms": round(big_write * 1e3, 3), "write_ms_equal_rows": round(small_write * 1e3, 3), "per_trial_write_ms": round(old_write * 1e3, 3),
+                   "files": sum(1 for _ in (Path(big) / "trials").rglob("*.parquet"))}
+        for name, reader in (("duckdb", by_duckdb), ("polars", by_polars)):
+            try:
+                details[f"{name}_s"] = round(read_time(big, reader), 3)
+            except ImportError:
+                details[f"{name}_s"] = "not installed"
+    ratio = old_read / small_read
+    met = (ratio >= GOAL_RATIO and details["bytes_per_row"] <= GOAL_BYTES and details["write_ms"] <= details["per_trial_write_ms"]
+           and (size != "full" or details["pandas_s"] <= GOAL_READ_S))
+    return Result(small_read, old_read, "s read", ratio, GOAL_RATIO, met, details)
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(sys.argv[1] if len(sys.argv) > 1 else "quick").as_json(), indent=1))
