@@ -5,9 +5,14 @@
 Assumption 1 (identifiability): networks trained from different initialisations converge
 towards the same function. From the learning curves of ok trials with `seeds` > 1: the
 median replica disagreement per epoch and family, and per trial the ratio of its last
-epoch's disagreement to its first. Only trials that trained count (val_error fell by at
-least TRAINED_DROP): replicas that barely moved from their initialisations say nothing
-about where training converges. Rule in `assumption1_verdict`.
+epoch's disagreement to its first, which is epoch 0, the replicas as initialised
+(hypersweep.train records it; curves from before it start after a first epoch of training,
+when replicas stuck near chance barely disagree yet, so disagreement can then only rise).
+Only trials that trained count (val_error fell by at least TRAINED_DROP): replicas that
+barely moved from their initialisations say nothing about where training converges. A
+trial with a replica dead at the end (its val_error_max within DEAD of chance) is counted
+apart: a dead replica disagrees with the live ones by construction. Rule in
+`assumption1_verdict`.
 Assumption 2: the error of a one-hidden-layer network falls as its width grows. From ok
 `standard` trials with primary depth 1: the mean error by width, the Spearman rank
 correlation, and the least-squares slope of log(error) on log(width) with a bootstrap
@@ -27,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import plots
-from analysis.evidence import FAILS, HOLDS, INCONCLUSIVE, LEVEL, decide, interval, worst
+from analysis.evidence import FAILS, HOLDS, INCONCLUSIVE, LEVEL, NOT_TESTED, decide, interval, worst
 from analysis.loading import (
     Missing,
     Sweep,
@@ -48,15 +53,28 @@ TRAINED_DROP = 0.25  # a trial trained when its val_error fell by at least 25% f
 CONVERGED = 0.5  # a family converges when its median trained trial ends with at most half its first disagreement
 NOT_CONVERGING = 1.0  # ... and does not when the median trial ends disagreeing at least as much as it started
 MIN_TRIALS = 3  # a family's median needs this many trained replicated trials
+DEAD = 0.95  # a replica is dead when its error at the end is at least 95% of chance
 # Assumption 2's rule: the slope of log(error) on log(width) must be clearly below NEGLIGIBLE
 # (10x the width lowers the error by more than 1 - 10^-0.1 = 21%) over widths spanning a decade.
 NEGLIGIBLE = -0.1
 MIN_WIDTHS, MIN_WIDTH_DECADES = 4, 1.0
 
 
+def chance(trials: pd.DataFrame) -> pd.Series:
+    """Per trial, the error of a model that learnt nothing: 1 on the teacher (errors are MSE / var(y),
+    and predicting the mean scores 1), 1 - 1/k on rotation prediction with k classes, else NaN."""
+    name = trials["config.task.name"] if "config.task.name" in trials else pd.Series("", trials.index)
+    rotations = trials["config.task.rotations"] if "config.task.rotations" in trials else pd.Series(np.nan,
+                                                                                                   trials.index)
+    return pd.Series(np.where(name == "teacher", 1.0, np.where(name == "rotation", 1 - 1 / rotations, np.nan)),
+                     trials.index)
+
+
 def replicated_curves(epochs: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
-    """The epochs of ok trials trained with more than one replica, where disagreement was measured."""
+    """The epochs of ok trials trained with more than one replica, where disagreement was measured,
+    each with its task's chance error (`chance`)."""
     replicated = trials.loc[(trials["status"] == OK) & (trials["seeds"] > 1), ["study", "trial"]]
+    replicated = replicated.assign(chance=chance(trials).loc[replicated.index])
     return epochs.merge(replicated, on=["study", "trial"]).dropna(subset=["replica_disagreement"])
 
 
@@ -69,33 +87,54 @@ def disagreement_by_epoch(curves: pd.DataFrame) -> pd.DataFrame:
 
 
 def disagreement_falls(curves: pd.DataFrame) -> pd.DataFrame:
-    """Per family: replicated trials, those that trained, and (over trained trials) how many ended
-    disagreeing less than after their first epoch and the median ratio last / first."""
+    """Per family: replicated trials, the epoch their curves start at (`first_epoch`, 0 when measured
+    from initialisation), trials with a replica dead at the end (`dead`, and their median ratio apart),
+    those that trained, and (over trained trials without a dead replica) how many ended disagreeing
+    less than at their first epoch and the median ratio last / first."""
     ends = curves.sort_values("epoch").groupby(["family", "study", "trial"])
     per_trial = pd.DataFrame({"first": ends["replica_disagreement"].first(),
                               "last": ends["replica_disagreement"].last(),
-                              "error_first": ends["val_error"].first(), "error_last": ends["val_error"].last()})
-    per_trial["trained"] = per_trial["error_last"] <= (1 - TRAINED_DROP) * per_trial["error_first"]
+                              "error_first": ends["val_error"].first(), "error_last": ends["val_error"].last(),
+                              "worst_last": ends["val_error_max"].last(), "epoch_first": ends["epoch"].first(),
+                              "chance": ends["chance"].first() if "chance" in curves else np.nan})
+    per_trial["dead"] = per_trial["worst_last"] >= DEAD * per_trial["chance"]
+    per_trial["trained"] = (per_trial["error_last"] <= (1 - TRAINED_DROP) * per_trial["error_first"]) & \
+        ~per_trial["dead"]
     per_trial["ratio"] = per_trial["last"] / per_trial["first"]
     per_trial = per_trial.reset_index()
     trained = per_trial[per_trial["trained"]]
-    table = per_trial.groupby("family").agg(trials=("trained", "size"), trained=("trained", "sum"))
+    table = per_trial.groupby("family").agg(trials=("trained", "size"), first_epoch=("epoch_first", "max"),
+                                            dead=("dead", "sum"), trained=("trained", "sum"))
+    dead = per_trial[per_trial["dead"]].groupby("family")["ratio"].median().rename("median_ratio_dead")
     table = table.join(trained.groupby("family").agg(falling=("ratio", lambda r: int((r < 1).sum())),
                                                      median_first=("first", "median"), median_last=("last", "median"),
-                                                     median_ratio=("ratio", "median")))
+                                                     median_ratio=("ratio", "median"))).join(dead)
     table["falling"] = table["falling"].fillna(0).astype(int)
     table["fraction"] = table["falling"] / table["trained"].where(table["trained"] > 0)
     return ordered(table.reset_index())
 
 
 def assumption1_verdict(falls: pd.DataFrame) -> tuple[str, str]:
-    """Rule (fixed in advance): over the trials that trained, a family converges when its median ratio
-    of last to first disagreement is <= 0.5 and does not when it is >= 1. Holds when every family
-    with >= 3 trained replicated trials converges; does not hold when any of them does not converge;
-    inconclusive otherwise, and when no family has 3 trained replicated trials."""
+    """Rule (fixed in advance): not tested when the curves do not start at initialisation (epoch 0):
+    from after a first epoch, replicas still near chance barely disagree, so the ratio measures
+    where training started, not whether it converges. Otherwise, over the trials that trained and
+    have no replica dead at the end (those are reported apart), a family converges when its median
+    ratio of last to first disagreement is <= 0.5 and does not when it is >= 1. Holds when every
+    family with >= 3 such trials converges; does not hold when any of them does not converge;
+    inconclusive otherwise, and when no family has 3 such trials."""
     judged = falls[falls["trained"] >= MIN_TRIALS]
+
+    def dead(r) -> str:
+        return f"; {r.dead} with a replica dead at chance (median last/first {r.median_ratio_dead:.2f})" \
+            if r.dead else ""
+
     why = ", ".join(f"{r.family}: median last/first {r.median_ratio:.2f} over {r.trained} trained of {r.trials}"
-                    if r.trained else f"{r.family}: none of {r.trials} trained" for r in falls.itertuples())
+                    f"{dead(r)}" if r.trained else f"{r.family}: none of {r.trials} trained{dead(r)}"
+                    for r in falls.itertuples())
+    late = falls[falls["first_epoch"] > 0]
+    if not late.empty:
+        return NOT_TESTED, (f"curves start at epoch {int(late['first_epoch'].max())}, after training began, not "
+                            f"at initialisation ({why})")
     if judged.empty:
         return INCONCLUSIVE, f"no family has {MIN_TRIALS} replicated trials that trained ({why})"
     verdicts = [HOLDS if r <= CONVERGED else FAILS if r >= NOT_CONVERGING else INCONCLUSIVE

@@ -165,7 +165,8 @@ def train_pack(cfgs: list[RunConfig], on_epoch: Callable[[int, dict], None] | No
     """Train configurations with one `hypersweep.packing.pack_key` as one stacked model; return each one's
     final metrics, in order, as `train` would for it alone.
 
-    `on_epoch(m, metrics)` runs after every epoch for each member m still training. After it,
+    `on_epoch(m, metrics)` runs for each member m once before the first step (epoch 0, its
+    train_loss NaN) and after every epoch while m is still training. After it,
     `stop(epoch, {m: metrics})` names members to stop early (`pruned`); a member whose loss
     is not finite stops as `diverged`. A stopped member leaves the model, so its compute
     stops too, and `on_leave(m, result)` gets its final metrics at once. Members share the
@@ -202,6 +203,16 @@ def _train(cfgs: list[RunConfig], task: Task, device: torch.device, on_epoch: Ca
         optimizer = stacked_optimizer(cfgs, model, device)
         schedule = CosineFactor(optimizer, t.epochs * steps_per_epoch) if t.schedule == "cosine" else None
     order = torch.Generator().manual_seed(t.seed)
+
+    # Epoch 0: each member as initialised, before any step, so that a learning curve (and Assumption 1's
+    # replica disagreement) starts where training does. Evaluating draws no random numbers, so the
+    # training that follows is the same as without it.
+    if on_epoch:
+        model.eval()
+        val_errors, disagreement = evaluate(model, data["val"], task.kind, M)
+        for m in range(M):
+            on_epoch(m, {"epoch": 0, "train_loss": math.nan, **_summary("val", val_errors[m]),
+                         "replica_disagreement": disagreement[m]})
 
     live = list(range(M))  # members still training, in slot order
     seconds = [(time.perf_counter() - start) / M] * M  # each member's share of the pack's time

@@ -54,7 +54,8 @@ class SweepWriter:
               dim_i: int = 4, variant: str = "", status: str = "ok", replicas: list[float] | None = None,
               disagreement: list[float] | None = None, curve: list[float] | None = None) -> None:
         """One trial; `replicas` are its replicas' test errors (default: one replica at `val_error`), `curve`
-        its val_error per epoch (default: flat at `val_error`, one epoch per `disagreement` value or 10)."""
+        its val_error per epoch from epoch 0, as the trainer records it (default: flat at `val_error`, one epoch
+        per `disagreement` value or 10)."""
         replicas = replicas or [val_error]
         cfg = config(family, width, depth, conditioner_depth, dim_i, seeds=len(replicas))
         study = f"synthetic-{family}" + (f"-{variant}" if variant else "")
@@ -67,7 +68,7 @@ class SweepWriter:
                **sizes(cfg)}
         curve = curve or [val_error] * (len(disagreement) if disagreement else 10)
         disagreement = disagreement or [None] * len(curve)
-        epochs = [{"epoch": e + 1, "train_loss": 1.0, "val_error": v, "replica_disagreement": d}
+        epochs = [{"epoch": e, "train_loss": 1.0, "val_error": v, "replica_disagreement": d}
                   for e, (v, d) in enumerate(zip(curve, disagreement, strict=True))]
         self.store.write_trial(family, study, cfg, row, epochs)
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 import yaml
 
-from hypersweep.tasks import load_config
-from hypersweep.train import main, resolve_device, train
+from hypersweep.tasks import build_task, load_config
+from hypersweep.train import main, resolve_device, train, train_pack
 
 TEACHER = {"name": "teacher", "dim_x": 2, "dim_i": 4, "seed": 0}
 
@@ -31,8 +31,8 @@ def test_a_hypernetwork_with_a_17_parameter_g_learns_the_teacher():
     assert result["status"] == "ok"
     assert result["params_primary"] == 2 * 4 + 4 + 4 * 1 + 1 == 17
     assert result["test_error"] < 0.05
-    assert [m["epoch"] for m in epochs] == list(range(1, 41))
-    assert epochs[-1]["val_error"] < epochs[0]["val_error"] / 2
+    assert [m["epoch"] for m in epochs] == list(range(0, 41))  # epoch 0: as initialised
+    assert epochs[-1]["val_error"] < epochs[1]["val_error"] / 2
 
 
 @pytest.mark.parametrize("family", ["hyper", "embedding"])
@@ -76,6 +76,22 @@ def test_replica_disagreement_falls_as_training_proceeds():
     curve = []
     train(config(epochs=30, seeds=3), on_epoch=curve.append)
     assert curve[-1]["replica_disagreement"] < curve[0]["replica_disagreement"]
+
+
+def test_epoch_0_records_each_pack_members_replicas_as_initialised_and_changes_no_result():
+    task = build_task(config().task)
+    members = [config(width=w, epochs=2, seeds=3) for w in (2, 8)]
+    curves = {0: [], 1: []}
+    packed = train_pack(members, lambda m, metrics: curves[m].append(metrics), task)
+    for m, cfg in enumerate(members):
+        first = curves[m][0]
+        assert [c["epoch"] for c in curves[m]] == [0, 1, 2]
+        assert math.isnan(first["train_loss"])  # nothing trained yet
+        # Each member's own initialisation: its replicas start apart, and each member's error is its own.
+        assert first["replica_disagreement"] > 0 and first["val_error_max"] >= first["val_error"]
+        assert first["val_error"] != curves[1 - m][0]["val_error"]
+        alone = train(cfg, task=task)  # no listener, so no epoch 0 is evaluated
+        assert packed[m]["val_error"] == pytest.approx(alone["val_error"], rel=1e-5)
 
 
 def write_config(tmp_path, cfg) -> str:
@@ -173,6 +189,7 @@ def test_ctrl_c_during_training_ends_in_one_line_and_exit_130(tmp_path):
                             stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
+        assert proc.stdout.readline().startswith("epoch    0")  # the model is built
         assert proc.stdout.readline().startswith("epoch    1")  # training is under way
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
