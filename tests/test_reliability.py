@@ -211,7 +211,8 @@ def test_losing_a_node_mid_sweep_reschedules_its_trials(two_nodes, tmp_path):
 def test_a_driver_killed_with_several_studies_half_done_resumes_each_exactly_once(ray_address, tmp_path):
     out = tmp_path / "out"
     families = {"hyper": SPACE["families"]["hyper"], "standard": {"primary": {"width": {"low": 2, "high": 32}}}}
-    space = space_file(tmp_path, families=families, budget={**SPACE["budget"], "max_concurrent": 2})
+    # 30 epochs, not 3: the kill must land mid-sweep, not while the last rows are being merged
+    space = space_file(tmp_path, families=families, budget={**SPACE["budget"], "max_concurrent": 2, "epochs": 30})
     proc = launch(ray_address, space, "--out", str(out), wait=False)
     wait_for(lambda: len(rows(out)) >= 3)
     proc.send_signal(signal.SIGKILL)

@@ -56,7 +56,7 @@ def test_every_trial_lands_in_parquet_and_in_its_optuna_study(ray_address, tmp_p
         for number, t in done.items():
             assert t.values == [pytest.approx(mine.loc[number, "val_error"]), mine.loc[number, "params_primary"]]
             assert t.params["model.primary.width"] == mine.loc[number, "config.model.primary.width"]
-    assert (load_epochs(out).groupby(["family", "trial"]).size() == 3).all()
+    assert (load_epochs(out).groupby(["family", "trial"]).size() == 4).all()  # as initialised, then 3 epochs
     for kind in ("trials", "epochs"):  # merged when the sweep ended: one file per family
         assert sorted(p.parent.name for p in Path(out, kind).glob("*/*.parquet")) == ["family=hyper", "family=standard"]
 
