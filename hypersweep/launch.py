@@ -58,7 +58,8 @@ def detach_from_terminal() -> None:
 
 
 def install_stop_handlers() -> None:
-    """Here, for the imports; again once Ray is up, since ray.init installs a SIGTERM handler of its own."""
+    """Here, before the heavy imports; `cluster.connect` keeps them through ray.init (which puts in a SIGTERM
+    handler of its own), and `_sweep` installs them again once Ray is up, to be sure."""
     for signum in STOP_SIGNALS:
         signal.signal(signum, on_stop_signal)
 

@@ -3,6 +3,7 @@
 Each test is a case where an earlier version lost or mixed trials silently. Refusals are
 checked in-process (`launch.main`), before Ray starts; sweeps join the test session's Ray.
 """
+import contextlib
 import json
 import os
 import shutil
@@ -263,6 +264,53 @@ def test_a_second_ctrl_c_ends_at_once(ray_address, tmp_path):
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in stderr, stderr
     assert time.time() - started < 30
+
+
+def catches(pid: int, signum: int) -> bool:
+    """Whether process `pid` has a handler of its own for `signum` (the kernel's SigCgt mask)."""
+    with contextlib.suppress(FileNotFoundError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("SigCgt:"):
+                return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    return False
+
+
+def child_names(pid: int) -> list[str]:
+    with contextlib.suppress(FileNotFoundError):
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return [Path(f"/proc/{c}/comm").read_text().strip() for c in children if Path(f"/proc/{c}").exists()]
+    return []
+
+
+def stop_with_sigterm(tmp_path, ready) -> None:
+    """Start a launch with an embedded Ray, SIGTERM it once `ready(pid)`, and check that it stopped within
+    seconds: exit 143, one line, no --out left."""
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.Popen([sys.executable, "-m", "hypersweep.launch", space_file(tmp_path / "s.yaml"), "--out",
+                             str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 120
+    while not ready(proc.pid):
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    sent = time.time()
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert stderr.strip() == "interrupted before the sweep started: nothing to resume"
+    assert time.time() - sent < 15 and not out.exists()
+
+
+def test_sigterm_while_python_imports_ends_in_one_line(tmp_path):
+    # The handler is installed before the heavy imports (pandas, torch), which then take most of a second.
+    stop_with_sigterm(tmp_path, lambda pid: catches(pid, signal.SIGTERM))
+
+
+@pytest.mark.slow  # starts a Ray of its own
+def test_sigterm_while_ray_starts_ends_in_one_line(tmp_path):
+    # ray.init puts in a SIGTERM handler of its own while it runs (it exited 15, saying nothing); Ray's GCS is
+    # the first process it starts.
+    stop_with_sigterm(tmp_path, lambda pid: "gcs_server" in child_names(pid))
 
 
 def test_a_sweep_whose_trials_all_failed_exits_non_zero(ray_address, tmp_path):
