@@ -282,35 +282,37 @@ def child_names(pid: int) -> list[str]:
     return []
 
 
-def stop_with_sigterm(tmp_path, ready) -> None:
-    """Start a launch with an embedded Ray, SIGTERM it once `ready(pid)`, and check that it stopped within
-    seconds: exit 143, one line, no --out left."""
+def stop_with(tmp_path, ready, signum=signal.SIGTERM) -> None:
+    """Start a launch with an embedded Ray, send it `signum` once `ready(pid)`, and check that it stopped
+    within seconds: exit 128 + signum, one line, no --out left."""
     out = tmp_path / "out"
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     proc = subprocess.Popen([sys.executable, "-m", "hypersweep.launch", space_file(tmp_path / "s.yaml"), "--out",
-                             str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                             str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as in a terminal
     deadline = time.time() + 120
     while not ready(proc.pid):
         assert proc.poll() is None and time.time() < deadline, proc.communicate()
         time.sleep(0.01)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     sent = time.time()
     _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 143, stderr
+    assert proc.returncode == 128 + signum, stderr
     assert stderr.strip() == "interrupted before the sweep started: nothing to resume"
     assert time.time() - sent < 15 and not out.exists()
 
 
 def test_sigterm_while_python_imports_ends_in_one_line(tmp_path):
     # The handler is installed before the heavy imports (pandas, torch), which then take most of a second.
-    stop_with_sigterm(tmp_path, lambda pid: catches(pid, signal.SIGTERM))
+    stop_with(tmp_path, lambda pid: catches(pid, signal.SIGTERM))
 
 
 @pytest.mark.slow  # starts a Ray of its own
-def test_sigterm_while_ray_starts_ends_in_one_line(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_or_ctrl_c_while_ray_starts_ends_in_one_line(tmp_path, signum):
     # ray.init puts in a SIGTERM handler of its own while it runs (it exited 15, saying nothing); Ray's GCS is
     # the first process it starts.
-    stop_with_sigterm(tmp_path, lambda pid: "gcs_server" in child_names(pid))
+    stop_with(tmp_path, lambda pid: "gcs_server" in child_names(pid), signum)
 
 
 def test_a_sweep_whose_trials_all_failed_exits_non_zero(ray_address, tmp_path):
