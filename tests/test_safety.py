@@ -315,6 +315,19 @@ def test_sigterm_or_ctrl_c_while_ray_starts_ends_in_one_line(tmp_path, signum):
     stop_with(tmp_path, lambda pid: "gcs_server" in child_names(pid), signum)
 
 
+def test_an_exhausted_space_ends_its_study_instead_of_training_points_again(ray_address, tmp_path):
+    out = tmp_path / "out"
+    space = space_file(tmp_path / "s.yaml", budget={"trials": 20, "epochs": 2, "max_failures": 0, "pack": 2},
+                       families={"hyper": {"primary": {"width": {"low": 1, "high": 3}}}})  # 3 points
+    ended = "[safe-hyper] search space exhausted: 3 distinct points trained; the study ends at 3 of its 20 trials"
+    for args in ([space, "--out", str(out)], ["--out", str(out), "--resume"]):
+        proc = launch(ray_address, *args)
+        assert proc.returncode == 0 and ended in proc.stdout.splitlines(), proc.stdout + proc.stderr
+        trials = load_trials(str(out))
+        assert sorted(trials["config.model.primary.width"]) == [1, 2, 3]
+        assert len(optuna.load_study(study_name="safe-hyper", storage=f"sqlite:///{out / 'optuna.db'}").trials) == 3
+
+
 def test_a_sweep_whose_trials_all_failed_exits_non_zero(ray_address, tmp_path):
     space = space_file(tmp_path / "s.yaml", families={"hyper": {"primary": {"width": 2},
                                                                 "train": {"device": "cuda:7"}}})  # no GPU here
