@@ -224,6 +224,23 @@ def _sqlite_pragmas(connection, _record) -> None:
     cursor.close()
 
 
+def directions(objective: Objective) -> list[str]:
+    return ["minimize", "minimize"] if objective.type == "pareto" else ["minimize"]
+
+
+def claim_study(spec: SweepSpec, space: StudySpace, storage: optuna.storages.BaseStorage, sweep_id: str) -> None:
+    """Create `space`'s study for the new sweep `sweep_id`, stamped as its own, or raise StudyMismatch if a
+    study of that name exists. A storage keeps study names unique, so of two sweeps racing for one name
+    exactly one gets it (a new sweep never adopts a study it finds, even one not stamped yet)."""
+    try:
+        study = optuna.create_study(storage=storage, study_name=space.study, directions=directions(spec.objective))
+    except optuna.exceptions.DuplicatedStudyError:
+        raise StudyMismatch(f"the storage already holds study {space.study!r} of another sweep; use another "
+                            "--storage, or another experiment name") from None
+    study.set_user_attr(OWNER_ATTR, sweep_id)
+    study.set_user_attr(SPACE_ATTR, fingerprint(space, spec.objective))
+
+
 def open_study(spec: SweepSpec, space: StudySpace, storage: str | optuna.storages.BaseStorage, sweep_id: str,
                trials: int) -> optuna.Study:
     """Create `space`'s study for sweep `sweep_id`, or load it if this sweep made it.
@@ -236,8 +253,7 @@ def open_study(spec: SweepSpec, space: StudySpace, storage: str | optuna.storage
     if isinstance(storage, str):
         storage = rdb_storage(storage)
     study = optuna.create_study(storage=storage, study_name=space.study, load_if_exists=True,
-                                sampler=make_sampler(spec, space, trials),
-                                directions=["minimize", "minimize"] if o.type == "pareto" else ["minimize"])
+                                sampler=make_sampler(spec, space, trials), directions=directions(o))
     owner = study.user_attrs.get(OWNER_ATTR)
     if owner is None and not study.get_trials(deepcopy=False):
         study.set_user_attr(OWNER_ATTR, sweep_id)

@@ -85,6 +85,48 @@ def test_a_shared_storage_never_mixes_two_sweeps(ray_address, tmp_path, capsys):
     assert len(optuna.load_study(study_name="safe-hyper", storage=storage).trials) == 2
 
 
+def everything(root: Path) -> set[Path]:
+    """Every file and directory under `root`."""
+    return set(root.rglob("*"))
+
+
+def test_a_refusal_after_ray_started_removes_what_the_launch_created_and_nothing_else(ray_address, tmp_path, capsys,
+                                                                                     monkeypatch):
+    # In-process, launch finds this session's Ray started, as its own embedded one: a GPU no node has is refused
+    # at once. By then it has taken --out's lock and created its studies, the storage's file with them.
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    gpu = space_file(tmp_path / "gpu.yaml", resources={"cpus": 1, "gpus": 1})
+    (tmp_path / "mine").mkdir()  # an empty --out the user made
+    before = everything(tmp_path)
+    for out, storage in [(tmp_path / "mine", []), (tmp_path / "new" / "out", []),
+                         (tmp_path / "new" / "out", ["--storage", f"sqlite:///{tmp_path / 'new.db'}"])]:
+        err = refused(capsys, gpu, "--out", str(out), *storage)
+        assert "a trial asks for 1 CPU, 1 GPU" in err
+        assert everything(tmp_path) == before
+    # A storage that holds another sweep's studies keeps them, and only them.
+    shared = f"sqlite:///{tmp_path / 'shared.db'}"
+    optuna.create_study(study_name="someone-else", storage=shared)
+    refused(capsys, gpu, "--out", str(tmp_path / "new"), "--storage", shared)
+    assert optuna.get_all_study_names(shared) == ["someone-else"] and not (tmp_path / "new").exists()
+
+
+def test_the_loser_of_a_race_for_one_storage_leaves_its_out_as_it_was(ray_address, tmp_path, capsys):
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    loser_out = tmp_path / "b"
+    loser_out.mkdir()  # made empty beforehand: it stays, empty
+    args = launcher.parse_args([space_file(tmp_path / "b.yaml"), "--out", str(loser_out), "--storage", storage,
+                                "--address", ray_address])
+    loser = launcher.plan(args, tmp_path)  # its checks pass: no study of that name yet
+    winner = launch(ray_address, space_file(tmp_path / "a.yaml"), "--out", str(tmp_path / "a"), "--storage", storage)
+    assert winner.returncode == 0, winner.stderr
+    assert launcher.start(loser, args) == 2
+    err = capsys.readouterr().err
+    assert "already holds study 'safe-hyper' of another sweep" in err and err.count("\n") == 1, err
+    assert list(loser_out.iterdir()) == []
+    # So a relaunch there is not called "already holds a sweep", and the winner's sweep is whole.
+    assert len(optuna.load_study(study_name="safe-hyper", storage=storage).trials) == 2
+
+
 def test_resume_reuses_the_storage_and_budget_the_sweep_started_with(ray_address, tmp_path):
     out, storage = tmp_path / "out", f"sqlite:///{tmp_path / 'elsewhere.db'}"
     killed = launch(ray_address, space_file(tmp_path / "s.yaml"), "--out", str(out), "--storage", storage,
