@@ -19,6 +19,7 @@ import functools
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -128,7 +129,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--resume needs --out (the sweep to continue)")
     # The environment is input too: checked here, like the flags, before anything is written.
     pending = os.environ.get(PENDING_ENV)
-    if pending is not None and not (pending.strip().isdigit() and int(pending) >= 1):
+    # What int() reads, as Ray does: ASCII digits, blanks around them (str.isdigit passes '²', which int() refuses).
+    if pending is not None and not (re.fullmatch(r"\s*[0-9]+\s*", pending, re.ASCII) and int(pending) >= 1):
         p.error(f"{PENDING_ENV}={pending!r}: must be a whole number >= 1 (Ray Tune's limit on trials waiting "
                 "for a slot), or unset")
     given = any(a == "--storage" or a.startswith("--storage=") for a in (sys.argv[1:] if argv is None else argv))
@@ -143,7 +145,8 @@ def redact(url: str) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # not a URL SQLAlchemy can parse: check_storage says so later
-        return url.split("@", 1)[-1] if "@" in url else url
+        shown = url.split("@", 1)[-1] if "@" in url else url
+        return shown if shown.isprintable() else ascii(shown)  # one line, whatever it holds
 
 
 def check_out(out: str, resume: bool) -> ResultStore:
@@ -196,17 +199,22 @@ def check_names(spec: search_space.SweepSpec, out: str) -> None:
                       f"system's {limit}-byte limit for a name")
 
 
-def sqlite_file(url: str) -> Path | None:
-    """The file of a SQLite storage URL, else None (another database, in memory, or no URL at all)."""
+def sqlite_database(url: str) -> str | None:
+    """The database of a SQLite storage URL ('' or ':memory:' in memory), else None (another database, or
+    not a URL at all)."""
     from sqlalchemy.engine import make_url
 
     try:
         parsed = make_url(url)
     except Exception:  # not a URL: check_storage names it
         return None
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return None
-    return Path(parsed.database)
+    return (parsed.database or "") if parsed.get_backend_name() == "sqlite" else None
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite storage URL, else None."""
+    database = sqlite_database(url)
+    return Path(database) if database not in (None, "", ":memory:") else None
 
 
 def check_storage(url: str, source: str = "--storage") -> None:
@@ -215,6 +223,9 @@ def check_storage(url: str, source: str = "--storage") -> None:
     opened, since opening it would create it: its directory is checked instead."""
     import optuna
 
+    if sqlite_database(url) in ("", ":memory:"):
+        raise Refusal(f"{source} {url}: an in-memory database keeps no study for --resume; give a file "
+                      "(sqlite:///PATH) or a database server")
     db = sqlite_file(url)
     if db is not None and not db.exists():
         if not db.parent.is_dir():
@@ -388,7 +399,8 @@ class Claim:
         storage = rdb_storage(self.storage)
         try:
             for name in self.studies:
-                optuna.delete_study(study_name=name, storage=storage)
+                with contextlib.suppress(KeyError):  # gone already
+                    optuna.delete_study(study_name=name, storage=storage)
             others = optuna.get_all_study_names(storage)
         finally:
             storage.remove_session()

@@ -8,7 +8,8 @@ import yaml
 from hypersweep.results import ResultStore, load_trials
 import pytest
 
-from hypersweep.search import Bound, Exhausted, Search, model_count, open_study, params_key, rdb_storage, reconcile, tpe_best
+from hypersweep.search import (Bound, Exhausted, Search, model_count, open_study, params_key, rdb_storage, reconcile,
+                                tpe_best)
 from hypersweep.search_space import load
 
 TEACHER = {"name": "teacher", "dim_x": 2, "dim_i": 4, "train_instances": 50, "points": 8}
