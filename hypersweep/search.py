@@ -427,8 +427,9 @@ class Search:
         return self._accept(self._propose())
 
     def exhausted(self) -> bool:
-        """Whether every point of a finite space was trained or is training (the cheap test)."""
-        return self.size is not None and len(self.tried) >= self.size
+        """Whether every point of a finite space was trained or is training (the cheap test); never while
+        retries are queued (their points are owed again)."""
+        return not self.queued and self.size is not None and len(self.tried) >= self.size
 
     def _points(self):
         """Every point of a finite space, in grid order."""
