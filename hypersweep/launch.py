@@ -224,7 +224,7 @@ def check_storage(url: str, source: str = "--storage") -> None:
     import optuna
 
     if sqlite_database(url) in ("", ":memory:"):
-        raise Refusal(f"{source} {url}: an in-memory database keeps no study for --resume; give a file "
+        raise Refusal(f"{source} {redact(url)}: an in-memory database keeps no study for --resume; give a file "
                       "(sqlite:///PATH) or a database server")
     db = sqlite_file(url)
     if db is not None and not db.exists():
@@ -329,6 +329,9 @@ def _plan_resume(args: argparse.Namespace, spec: search_space.SweepSpec, out: st
         if "***" in recorded and storage == recorded:
             raise Refusal(f"--out {out}: its storage {recorded} needs the password again: give --storage "
                           f"or ${STORAGE_ENV} with it")
+    if (db := sqlite_file(storage)) is not None and not db.exists():
+        raise Refusal(f"--storage {redact(storage)}: the sweep in {out} keeps its studies there, and the file is "
+                      "missing; the trials cannot be resumed without it")
     check_storage(storage, args.storage_source)
     check_studies(spec, storage, sweep_id=saved["sweep_id"])
     budgets = dict(saved["budgets"])

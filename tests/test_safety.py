@@ -127,13 +127,18 @@ def test_the_loser_of_a_race_for_one_storage_leaves_its_out_as_it_was(ray_addres
     assert len(optuna.load_study(study_name="safe-hyper", storage=storage).trials) == 2
 
 
-def test_resume_reuses_the_storage_and_budget_the_sweep_started_with(ray_address, tmp_path):
+def test_resume_reuses_the_storage_and_budget_the_sweep_started_with(ray_address, tmp_path, capsys):
     out, storage = tmp_path / "out", f"sqlite:///{tmp_path / 'elsewhere.db'}"
     killed = launch(ray_address, space_file(tmp_path / "s.yaml"), "--out", str(out), "--storage", storage,
                     "--num-samples", "3", env={"HYPERSWEEP_FAILPOINT": "after_tell@0"})
     assert killed.returncode == -signal.SIGKILL
     manifest = json.loads((out / "sweep.json").read_text())
     assert manifest["storage"] == storage and manifest["budgets"] == {"safe-hyper": 3}
+    # Its database moved away: refused, not resumed into a new empty one.
+    (tmp_path / "elsewhere.db").rename(tmp_path / "moved.db")
+    assert "elsewhere.db: the sweep in" in refused(capsys, "--out", str(out), "--resume")
+    assert not (tmp_path / "elsewhere.db").exists()
+    (tmp_path / "moved.db").rename(tmp_path / "elsewhere.db")
     resumed = launch(ray_address, "--out", str(out), "--resume")  # neither --storage nor --num-samples again
     assert resumed.returncode == 0, resumed.stderr
     assert len(load_trials(str(out))) == 3 and not (out / "optuna.db").exists()
