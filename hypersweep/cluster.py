@@ -24,6 +24,10 @@ The traps of joining Ray live here, so that launch.py does not have to know abou
   added to it), and on a joined cluster waits a bounded time for one, with a task of one trial's size
   pending so that an autoscaler starts such a node.
 
+- `ray.init` puts in a SIGTERM handler of its own (`sys.exit(15)`) as it starts: a SIGTERM while Ray starts
+  would end the driver with no word. `connect` hands such a signal to the handler the caller had, and puts
+  that handler back.
+
 Only public Ray APIs are used: `ray.init`, `ray.is_initialized`, `ray.cluster_resources`, `ray.nodes`,
 `ray.remote`, `ray.wait` and `ray.cancel`.
 """
@@ -31,10 +35,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import stat
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -77,17 +83,27 @@ def connect(address: str | None) -> dict[str, float]:
     if address is not None:
         _check_answers(address)
     said: list[str] = []
+    on_sigterm = signal.getsignal(signal.SIGTERM)
     try:
         with _empty_working_directory(), _stderr_held(said):
             # 'local' always starts a new Ray: with None, ray.init would join a cluster that `ray start`
             # left on this machine, which is not what "embedded" promises.
             ray.init(address=address or "local", include_dashboard=False, logging_level="ERROR",
                      log_to_driver=False)
+    except SystemExit as stop:
+        # ray.init first puts in a SIGTERM handler of its own, sys.exit(15): a SIGTERM while it runs goes to
+        # the caller's handler instead, as it would at any other time (a bare exit 15 says nothing).
+        if stop.code == signal.SIGTERM and callable(on_sigterm):
+            on_sigterm(signal.SIGTERM, None)
+        raise
     except Exception as err:  # ray.init raises ConnectionError, ValueError, RuntimeError, ... by case
         if _AUTH_REFUSED in said[0] or _AUTH_REFUSED in str(err):
             raise ClusterError(_auth_refused(address)) from None
         what = f"--address {address}: cannot join that Ray cluster" if address else "cannot start a local Ray"
         raise ClusterError(f"{what} ({_first_line(err)})") from None
+    finally:
+        if on_sigterm is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, on_sigterm)  # the caller's again, not ray.init's
     sys.stderr.write(said[0])  # joined: Ray's warnings, if any, are the user's to see
     return ray.cluster_resources()
 

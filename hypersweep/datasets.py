@@ -6,6 +6,7 @@ directory with numpy, never unpickled, and downloaded only when asked to.
 """
 from __future__ import annotations
 
+import contextlib
 import gzip
 import math
 import os
@@ -244,7 +245,13 @@ def _download_cifar10(data_dir: str) -> None:
 
 
 def _fetch(url: str, path: str) -> None:
-    """Download `url` to `path`, leaving no partial file behind if it fails or is interrupted."""
+    """Download `url` to `path`, leaving no partial file behind if it fails or is interrupted, nor a
+    directory it created for it (a launch refused offline leaves no empty data_dir)."""
+    folder = os.path.abspath(os.path.dirname(path) or ".")
+    made = []  # the directories makedirs creates, outermost first
+    while not os.path.exists(folder):
+        made.insert(0, folder)
+        folder = os.path.dirname(folder)
     try:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     except OSError as err:
@@ -257,3 +264,7 @@ def _fetch(url: str, path: str) -> None:
     finally:
         if os.path.exists(path + ".part"):
             os.remove(path + ".part")
+        if not os.path.exists(path):
+            for directory in reversed(made):
+                with contextlib.suppress(OSError):  # not empty: another file of the dataset came first
+                    os.rmdir(directory)

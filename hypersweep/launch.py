@@ -19,6 +19,7 @@ import functools
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -58,7 +59,8 @@ def detach_from_terminal() -> None:
 
 
 def install_stop_handlers() -> None:
-    """Here, for the imports; again once Ray is up, since ray.init installs a SIGTERM handler of its own."""
+    """Here, before the heavy imports; `cluster.connect` keeps them through ray.init (which puts in a SIGTERM
+    handler of its own), and `_sweep` installs them again once Ray is up, to be sure."""
     for signum in STOP_SIGNALS:
         signal.signal(signum, on_stop_signal)
 
@@ -127,7 +129,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--resume needs --out (the sweep to continue)")
     # The environment is input too: checked here, like the flags, before anything is written.
     pending = os.environ.get(PENDING_ENV)
-    if pending is not None and not (pending.strip().isdigit() and int(pending) >= 1):
+    # What int() reads, as Ray does: ASCII digits, blanks around them (str.isdigit passes '²', which int() refuses).
+    if pending is not None and not (re.fullmatch(r"\s*[0-9]+\s*", pending, re.ASCII) and int(pending) >= 1):
         p.error(f"{PENDING_ENV}={pending!r}: must be a whole number >= 1 (Ray Tune's limit on trials waiting "
                 "for a slot), or unset")
     given = any(a == "--storage" or a.startswith("--storage=") for a in (sys.argv[1:] if argv is None else argv))
@@ -142,7 +145,8 @@ def redact(url: str) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # not a URL SQLAlchemy can parse: check_storage says so later
-        return url.split("@", 1)[-1] if "@" in url else url
+        shown = url.split("@", 1)[-1] if "@" in url else url
+        return shown if shown.isprintable() else ascii(shown)  # one line, whatever it holds
 
 
 def check_out(out: str, resume: bool) -> ResultStore:
@@ -195,11 +199,40 @@ def check_names(spec: search_space.SweepSpec, out: str) -> None:
                       f"system's {limit}-byte limit for a name")
 
 
+def sqlite_database(url: str) -> str | None:
+    """The database of a SQLite storage URL ('' or ':memory:' in memory), else None (another database, or
+    not a URL at all)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:  # not a URL: check_storage names it
+        return None
+    return (parsed.database or "") if parsed.get_backend_name() == "sqlite" else None
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite storage URL, else None."""
+    database = sqlite_database(url)
+    return Path(database) if database not in (None, "", ":memory:") else None
+
+
 def check_storage(url: str, source: str = "--storage") -> None:
     """Open the Optuna storage once, so a bad URL is refused before any compute; `source` names where
-    the URL came from (the flag or $HYPERSWEEP_STORAGE)."""
+    the URL came from (the flag or $HYPERSWEEP_STORAGE). A SQLite file that does not exist yet is not
+    opened, since opening it would create it: its directory is checked instead."""
     import optuna
 
+    if sqlite_database(url) in ("", ":memory:"):
+        raise Refusal(f"{source} {redact(url)}: an in-memory database keeps no study for --resume; give a file "
+                      "(sqlite:///PATH) or a database server")
+    db = sqlite_file(url)
+    if db is not None and not db.exists():
+        if not db.parent.is_dir():
+            raise Refusal(f"{source} {redact(url)}: cannot open it (directory {db.parent} does not exist)")
+        if not os.access(db.parent, os.W_OK | os.X_OK):
+            raise Refusal(f"{source} {redact(url)}: cannot open it (directory {db.parent} is not writable)")
+        return
     try:
         optuna.storages.RDBStorage(url).remove_session()
     except Exception as err:  # SQLAlchemy raises many kinds: a missing driver, a refused connection, ...
@@ -296,6 +329,9 @@ def _plan_resume(args: argparse.Namespace, spec: search_space.SweepSpec, out: st
         if "***" in recorded and storage == recorded:
             raise Refusal(f"--out {out}: its storage {recorded} needs the password again: give --storage "
                           f"or ${STORAGE_ENV} with it")
+    if (db := sqlite_file(storage)) is not None and not db.exists():
+        raise Refusal(f"--storage {redact(storage)}: the sweep in {out} keeps its studies there, and the file is "
+                      "missing; the trials cannot be resumed without it")
     check_storage(storage, args.storage_source)
     check_studies(spec, storage, sweep_id=saved["sweep_id"])
     budgets = dict(saved["budgets"])
@@ -312,6 +348,8 @@ def check_studies(spec: search_space.SweepSpec, storage: str, sweep_id: str | No
 
     from hypersweep.search import StudyMismatch, check_study
 
+    if (db := sqlite_file(storage)) is not None and not db.exists():
+        return  # no studies yet (and opening the file would create it)
     rdb = optuna.storages.RDBStorage(storage)
     try:
         names = set(optuna.get_all_study_names(rdb))
@@ -330,11 +368,88 @@ def check_studies(spec: search_space.SweepSpec, storage: str, sweep_id: str | No
         rdb.remove_session()
 
 
-def acquire_lock(out: str) -> Path | None:
+@dataclasses.dataclass
+class Lock:
+    """The lock of a local --out, and the directories taking it created (outermost first)."""
+
+    path: Path
+    made: list[Path]
+
+    def release(self) -> None:
+        """Remove the lock, and the directories it created if they are still empty: a launch that never
+        started leaves no --out behind, nor removes an empty one the user made."""
+        self.path.unlink(missing_ok=True)
+        for directory in reversed(self.made):
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+
+
+@dataclasses.dataclass
+class Claim:
+    """The studies a new sweep created in its storage before anything else, and the SQLite file that
+    created (None: it was there)."""
+
+    storage: str
+    studies: list[str]
+    db: Path | None
+
+    def undo(self) -> None:
+        """Delete those studies (no trial has run) and the file, unless another sweep's studies are in it."""
+        import optuna
+
+        from hypersweep.search import rdb_storage
+
+        storage = rdb_storage(self.storage)
+        try:
+            for name in self.studies:
+                with contextlib.suppress(KeyError):  # gone already
+                    optuna.delete_study(study_name=name, storage=storage)
+            others = optuna.get_all_study_names(storage)
+        finally:
+            storage.remove_session()
+            storage.engine.dispose()
+        if self.db is not None and not others:
+            for path in (self.db, Path(f"{self.db}-wal"), Path(f"{self.db}-shm")):
+                path.unlink(missing_ok=True)
+
+
+def claim_studies(launch: Plan) -> Claim | None:
+    """Create a new sweep's studies, stamped with its id, before anything else is written or Ray starts.
+    Study names are unique in a storage, so of two sweeps racing for one storage the second is refused
+    here, its --out as it was. None for a resume: its studies are its own (check_studies said so)."""
+    if launch.resume:
+        return None
+    import optuna
+
+    from hypersweep.search import StudyMismatch, claim_study, rdb_storage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "A new study created in RDB ..."
+    db = sqlite_file(launch.storage)
+    claim = Claim(launch.storage, [], db if db is not None and not db.exists() else None)
+    storage = rdb_storage(launch.storage)
+    try:
+        for space in launch.spec.studies:
+            claim_study(launch.spec, space, storage, launch.manifest["sweep_id"])
+            claim.studies.append(space.study)
+    except StudyMismatch as err:
+        claim.undo()
+        raise Refusal(f"--storage {redact(launch.storage)}: {err}") from None
+    except Exception as err:  # SQLAlchemy's errors: a database that opened but cannot be written
+        with contextlib.suppress(Exception):
+            claim.undo()
+        raise Refusal(f"--storage {redact(launch.storage)}: cannot create its studies ({first_line(err)})") from None
+    finally:
+        storage.remove_session()
+        storage.engine.dispose()
+    return claim
+
+
+def acquire_lock(out: str) -> Lock | None:
     """One sweep at a time per local --out; a lock left by a dead process is taken over."""
     if is_remote(out):
         return None
     lock = Path(out) / ".lock"
+    made = [d for d in (lock.parent, *lock.parent.parents) if not d.exists()][::-1]
     lock.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(2):
         try:
@@ -347,7 +462,7 @@ def acquire_lock(out: str) -> Path | None:
             raise Refusal(f"--out {out}: another sweep is running into it (process {pid} on {host})") from None
         os.write(fd, f"{socket.gethostname()}:{os.getpid()}".encode())
         os.close(fd)
-        return lock
+        return Lock(lock, made)
     raise Refusal(f"--out {out}: could not take the lock")
 
 
@@ -405,38 +520,52 @@ def _main(argv: list[str] | None) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         try:
             launch = dataclasses.replace(plan(args, Path(scratch)), address=args.address)
-            lock = acquire_lock(launch.out)
         except (ConfigError, Refusal) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
         except OSError as err:  # a file we only read (the space, --out's manifest) that cannot be read
             print(f"error: {err.filename or ''}: {err.strerror or first_line(err)}", file=sys.stderr)
             return 2
-        signum = None
-        try:
-            return _run(launch, args)
-        except KeyboardInterrupt:
-            signum = stop_signal(signal.SIGINT)
-        except Stopped as stop:
-            signum = stop.signum
-        except Refusal as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        except OSError as err:
-            say(launch.out, f"error: {launch.out}: {first_line(err)}; free the space or fix the permissions, "
-                            f"then continue with  {resume_command(launch)}", err=True)
-            return 1
-        finally:
-            if lock:
-                lock.unlink(missing_ok=True)
-                with contextlib.suppress(OSError):  # leave no empty --out behind a launch that never started
-                    lock.parent.rmdir()
-        if launch.store.read_text(MANIFEST) is not None:
-            say(launch.out, f"\ninterrupted{' (hang-up)' if signum == signal.SIGHUP else ''}: continue with  "
-                            f"{resume_command(launch)}", err=True)
-        else:
-            print("\ninterrupted before the sweep started: nothing to resume", file=sys.stderr)
-        return 128 + signum
+        return start(launch, args)
+
+
+def start(launch: Plan, args: argparse.Namespace) -> int:
+    """Run a planned launch: take --out's lock, claim the studies, then start Ray and the sweep. A refusal
+    or a stop before the sweep is recorded in --out removes what this launch created, and only that."""
+    try:
+        lock = acquire_lock(launch.out)
+    except Refusal as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"error: --out {launch.out}: {err.strerror or first_line(err)}", file=sys.stderr)
+        return 2
+    claim = signum = None
+    try:
+        claim = claim_studies(launch)
+        return _run(launch, args)
+    except KeyboardInterrupt:
+        signum = stop_signal(signal.SIGINT)
+    except Stopped as stop:
+        signum = stop.signum
+    except Refusal as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        say(launch.out, f"error: {launch.out}: {first_line(err)}; free the space or fix the permissions, "
+                        f"then continue with  {resume_command(launch)}", err=True)
+        return 1
+    finally:
+        if claim and launch.store.read_text(MANIFEST) is None:  # the sweep never started: nobody's studies
+            claim.undo()
+        if lock:
+            lock.release()
+    if launch.store.read_text(MANIFEST) is not None:
+        say(launch.out, f"\ninterrupted{' (hang-up)' if signum == signal.SIGHUP else ''}: continue with  "
+                        f"{resume_command(launch)}", err=True)
+    else:
+        print("\ninterrupted before the sweep started: nothing to resume", file=sys.stderr)
+    return 128 + signum
 
 
 def say(out: str, line: str, err: bool = False) -> None:

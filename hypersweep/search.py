@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import hashlib
+import itertools
 import json
 from collections.abc import Callable
 from datetime import timezone
@@ -47,6 +48,7 @@ from hypersweep.vocab import (
 )
 
 MAX_REPEATS = 20  # proposals not worth training in a row before the sampler is bypassed
+MAX_ENUMERATED = 10_000  # a finite space this small is searched point by point once random draws find nothing
 SOURCE_KEY = "git_commit"  # in a trial's RESULT_ATTR: the driver's source_id() when it told the trial
 TPE_CANDIDATES = 24  # TPE's candidates per proposal (Optuna's default): its cost per ask is linear in this
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
@@ -66,6 +68,10 @@ class Bound:
 
 class StudyMismatch(Exception):
     """A study in the storage that this sweep must not write into (one line for the user)."""
+
+
+class Exhausted(Exception):
+    """Every point of a study's finite space worth training was trained or is training (one line)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,6 +224,23 @@ def _sqlite_pragmas(connection, _record) -> None:
     cursor.close()
 
 
+def directions(objective: Objective) -> list[str]:
+    return ["minimize", "minimize"] if objective.type == "pareto" else ["minimize"]
+
+
+def claim_study(spec: SweepSpec, space: StudySpace, storage: optuna.storages.BaseStorage, sweep_id: str) -> None:
+    """Create `space`'s study for the new sweep `sweep_id`, stamped as its own, or raise StudyMismatch if a
+    study of that name exists. A storage keeps study names unique, so of two sweeps racing for one name
+    exactly one gets it (a new sweep never adopts a study it finds, even one not stamped yet)."""
+    try:
+        study = optuna.create_study(storage=storage, study_name=space.study, directions=directions(spec.objective))
+    except optuna.exceptions.DuplicatedStudyError:
+        raise StudyMismatch(f"the storage already holds study {space.study!r} of another sweep; use another "
+                            "--storage, or another experiment name") from None
+    study.set_user_attr(OWNER_ATTR, sweep_id)
+    study.set_user_attr(SPACE_ATTR, fingerprint(space, spec.objective))
+
+
 def open_study(spec: SweepSpec, space: StudySpace, storage: str | optuna.storages.BaseStorage, sweep_id: str,
                trials: int) -> optuna.Study:
     """Create `space`'s study for sweep `sweep_id`, or load it if this sweep made it.
@@ -230,8 +253,7 @@ def open_study(spec: SweepSpec, space: StudySpace, storage: str | optuna.storage
     if isinstance(storage, str):
         storage = rdb_storage(storage)
     study = optuna.create_study(storage=storage, study_name=space.study, load_if_exists=True,
-                                sampler=make_sampler(spec, space, trials),
-                                directions=["minimize", "minimize"] if o.type == "pareto" else ["minimize"])
+                                sampler=make_sampler(spec, space, trials), directions=directions(o))
     owner = study.user_attrs.get(OWNER_ATTR)
     if owner is None and not study.get_trials(deepcopy=False):
         study.set_user_attr(OWNER_ATTR, sweep_id)
@@ -313,6 +335,8 @@ class Search:
         self.trained: list[optuna.trial.FrozenTrial] = []  # the study's trained trials, oldest first
         self.pending: dict[int, dict[str, Any]] = {}  # study trial number -> its proposal's sampler attributes
         self.queued = 0  # trials queued in the study before this driver (reconcile's retries), asked first
+        # Points in the space when it is finite (no float ranges), else None.
+        self.size = space.grid_size() if all(p.kind != "float" for p in space.params) else None
         for t in study.get_trials(deepcopy=False):
             if t.state in TRIED:
                 self.tried.setdefault(params_key(t.params), t.number)
@@ -373,10 +397,16 @@ class Search:
         so the trial gets uniformly random parameters worth training; if none turn up either,
         the space looks exhausted and the sampler's proposal is trained whatever it is.
         Trials queued in the study before (a resumed sweep's interrupted trials) come first.
+
+        A finite space may run out: when the random draws find nothing worth training either, its
+        points are searched one by one (up to MAX_ENUMERATED of them), and if none is left, `Exhausted`
+        is raised instead of training a point again.
         """
         if self.queued:  # it keeps its fixed parameters; the sampler's proposal answers for any it lacks
             self.queued -= 1
             return self._accept(self._propose())
+        if self.exhausted():
+            raise Exhausted(self.exhausted_line())
         for _ in range(MAX_REPEATS):
             proposal = self._propose()
             reason = self.skip_reason(proposal.params)
@@ -385,13 +415,30 @@ class Search:
             self.skipped[reason] += 1
             self.view.tell(proposal, state=optuna.trial.TrialState.FAIL)
         uniform = optuna.samplers.RandomSampler(seed=self.proposals)
-        for _ in range(MAX_REPEATS):
-            params = {name: uniform.sample_independent(self.view, proposal, name, distribution)
-                      for name, distribution in proposal.distributions.items()}
-            if self.skip_reason(params) is None:
-                self.view.enqueue_trial(params)
-                break
+        draws = ({name: uniform.sample_independent(self.view, proposal, name, distribution)
+                  for name, distribution in proposal.distributions.items()} for _ in range(MAX_REPEATS))
+        worth = next((params for params in draws if self.skip_reason(params) is None), None)
+        if worth is None and self.size is not None and self.size <= MAX_ENUMERATED:
+            worth = next((params for params in self._points() if self.skip_reason(params) is None), None)
+            if worth is None:
+                raise Exhausted(self.exhausted_line())
+        if worth is not None:  # else a large space the draws missed: the sampler's proposal is trained
+            self.view.enqueue_trial(worth)
         return self._accept(self._propose())
+
+    def exhausted(self) -> bool:
+        """Whether every point of a finite space was trained or is training (the cheap test); never while
+        retries are queued (their points are owed again)."""
+        return not self.queued and self.size is not None and len(self.tried) >= self.size
+
+    def _points(self):
+        """Every point of a finite space, in grid order."""
+        names = [p.name for p in self.space.params]
+        return (dict(zip(names, values)) for values in itertools.product(*(p.grid() for p in self.space.params)))
+
+    def exhausted_line(self) -> str:
+        larger = "" if self.exhausted() else " (the others are no smaller than a model already meeting the target)"
+        return f"search space exhausted: {len(self.tried)} distinct points trained{larger}"
 
     def ask_batch(self, k: int) -> list[optuna.Trial]:
         """`k` trials worth training together (one pack), by the rules of `ask`: none repeats
@@ -403,7 +450,15 @@ class Search:
         view (Optuna's constant liar) made batches of 8 need more trials to the answer, not
         fewer (BENCHMARKS.md, batched asks).
         """
-        return [self.ask() for _ in range(k)]
+        trials: list[optuna.Trial] = []
+        for _ in range(k):
+            try:
+                trials.append(self.ask())
+            except Exhausted:
+                if not trials:
+                    raise
+                break  # the next ask says so
+        return trials
 
     def _propose(self) -> optuna.Trial:
         proposal = self.view.ask()

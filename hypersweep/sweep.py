@@ -43,7 +43,7 @@ from hypersweep.config import RunConfig, TrainConfig
 from hypersweep.counts import param_counts
 from hypersweep.packing import ACTIVATION_CAP, plan_packs
 from hypersweep.results import ResultStore, is_remote, source_id, trial_row
-from hypersweep.search import Search, model_count, open_study, rdb_storage, reconcile
+from hypersweep.search import Exhausted, Search, model_count, open_study, rdb_storage, reconcile
 from hypersweep.search_space import StudySpace, SweepSpec
 from hypersweep.tasks import build_task, load_config
 from hypersweep.train import train, train_pack
@@ -68,6 +68,11 @@ class Owed:
     def owed(self) -> int:
         return self.budget - self.done - self.running
 
+    def end(self, name: str, why: str, log: Callable[[str], None]) -> None:
+        """End the study with the trials it has (its space is exhausted), saying so in one line."""
+        log(f"[{name}] {why}; the study ends at {self.done + self.running} of its {self.budget} trials")
+        self.budget = self.done + self.running
+
 
 class SweepSearcher(Searcher):
     """Ray Tune's searcher for a whole experiment: every study's proposals, one slot at a time.
@@ -83,9 +88,9 @@ class SweepSearcher(Searcher):
     """
 
     def __init__(self, studies: dict[str, Owed], metric: str, pack: int = 1,
-                 spaces: dict[str, StudySpace] | None = None, cap: int = 0):
+                 spaces: dict[str, StudySpace] | None = None, cap: int = 0, log: Callable[[str], None] = print):
         super().__init__(metric=metric, mode="min")
-        self.studies, self.pack, self.spaces, self.cap = studies, pack, spaces or {}, cap
+        self.studies, self.pack, self.spaces, self.cap, self.log = studies, pack, spaces or {}, cap, log
         self.trials: dict[str, tuple[str, dict[int, optuna.Trial]]] = {}  # Tune trial id -> (study, members untold)
         self.numbers: dict[str, int] = {}  # Tune trial id -> Optuna trial number, kept for the Recorder
         self.ready: list[tuple[str, list[optuna.Trial]]] = []  # packs asked, not given a slot yet
@@ -101,7 +106,11 @@ class SweepSearcher(Searcher):
         name, owed = max(self.studies.items(), key=lambda item: item[1].owed)
         if owed.owed <= 0:
             return Searcher.FINISHED
-        trial = owed.search.ask()
+        try:
+            trial = owed.search.ask()
+        except Exhausted as why:  # the other studies may still owe trials
+            owed.end(name, str(why), self.log)
+            return self.suggest(trial_id)
         trial.set_user_attr(RAY_TRIAL_ATTR, trial_id)
         owed.running += 1
         self.trials[trial_id] = (name, {trial.number: trial})
@@ -125,7 +134,11 @@ class SweepSearcher(Searcher):
         if owed.owed <= 0:
             return
         space = self.spaces[name]
-        trials = owed.search.ask_batch(min(self.pack, owed.owed))
+        try:
+            trials = owed.search.ask_batch(min(self.pack, owed.owed))
+        except Exhausted as why:  # the other studies may still owe trials
+            owed.end(name, str(why), self.log)
+            return self._ask_packs()
         owed.running += len(trials)
         cfgs = [load_config(space.config(t.params)) for t in trials]
         for pack in plan_packs(cfgs, space.dims, space.points or 1, self.pack, self.cap):
@@ -448,7 +461,7 @@ def run_sweep(spec: SweepSpec, out: str, storage: str | optuna.storages.BaseStor
         return 0
     log(f"{remaining} trials to run in {sum(o.owed > 0 for o in studies.values())} studies")
     cap = ACTIVATION_CAP["gpu" if spec.resources.gpus else "cpu"]
-    searcher = SweepSearcher(studies, spec.objective.metric, spec.pack, {s.study: s for s in spec.studies}, cap)
+    searcher = SweepSearcher(studies, spec.objective.metric, spec.pack, {s.study: s for s in spec.studies}, cap, log)
     recorder = Recorder(spec, store, searcher, log)
     concurrent = max_concurrent or spec.budget.max_concurrent
     rungs = None
@@ -500,7 +513,9 @@ def open_studies(spec: SweepSpec, storage: optuna.storages.BaseStorage, sweep_id
         studies[space.study] = Owed(Search(study, space, spec.objective, model_count(spec, space)),
                                     budgets[space.study], done)
     for name, o in studies.items():
-        if o.owed <= 0:
+        if o.owed > 0 and o.search.exhausted():  # a resumed sweep whose space ran out before
+            o.end(name, o.search.exhausted_line(), log)
+        elif o.owed <= 0:
             log(f"[{name}] all {o.budget} trials done")
         elif o.done:
             log(f"[{name}] running {o.owed} of {o.budget} trials")

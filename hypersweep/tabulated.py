@@ -32,7 +32,7 @@ import pandas as pd
 
 from hypersweep import search_space
 from hypersweep.config import ConfigError
-from hypersweep.search import Search, make_sampler, model_count
+from hypersweep.search import Exhausted, Search, make_sampler, model_count
 from hypersweep.search_space import StudySpace, SweepSpec, grid_space
 from hypersweep.tasks import Task, build_task, load_config
 from hypersweep.train import train
@@ -131,7 +131,11 @@ def replay(spec: SweepSpec, space: StudySpace, table: pd.DataFrame, sampler: str
     search = Search(study, space, o, model_count(spec, space) if skip_larger else None)
     limit, number, found_at = max_trials or space.grid_size(), 0, None
     while number < limit and found_at is None:
-        for trial in search.ask_batch(min(batch, limit - number)):
+        try:
+            asked = search.ask_batch(min(batch, limit - number))
+        except Exhausted:  # nothing left worth trying: the replay gives up
+            break
+        for trial in asked:
             number += 1
             key = config_key(space.config(trial.params))
             if key not in rows.index:

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from hypersweep.config import ConfigError
+from hypersweep import datasets
 from hypersweep.datasets import Images, load_images, split_images
 
 
@@ -186,6 +187,18 @@ def test_download_cifar10_extracts_only_the_batches(tmp_path: Path, monkeypatch:
     assert images.test_labels.tolist() == batches["test_batch.bin"][:, 0].tolist()
     assert not (tmp_path / "evil.txt").exists()
     assert sorted(os.listdir(data)) == ["cifar-10-batches-bin"]  # the archive is gone
+
+
+def test_a_download_that_fails_leaves_no_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Offline: the first file cannot be fetched (nothing listens on port 9 here).
+    monkeypatch.setattr(datasets, "MNIST_URL", "http://127.0.0.1:9/")
+    with pytest.raises(ConfigError, match="cannot download http://127.0.0.1:9/"):
+        load_images("mnist", str(tmp_path / "new" / "data"), download=True)
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "mine").mkdir()  # a directory the user made stays
+    with pytest.raises(ConfigError, match="cannot download"):
+        load_images("mnist", str(tmp_path / "mine"), download=True)
+    assert list((tmp_path / "mine").iterdir()) == []
 
 
 def numbered(n: int, with_test: int = 0) -> Images:

@@ -7,6 +7,11 @@ directory instead of a file. The breakable keys are read off the config dataclas
 new key is fuzzed as soon as it exists. The CLIs run in-process (`main(argv)`); a launch
 that accepted its input would start Ray, so its `_run` is replaced by a stub that fails
 the example instead.
+
+Beyond inputs that must be refused, space files mutated at random (any key set to any small YAML value,
+or removed) and any values of the environment variables launch reads (TUNE_MAX_PENDING_TRIALS_PG,
+HYPERSWEEP_STORAGE) must be either accepted (the stub answers instead of Ray) or refused in one line,
+and neither may write a file.
 """
 from __future__ import annotations
 
@@ -33,7 +38,7 @@ from hypersweep.search_space import FAMILIES, MODEL_KEYS, Budget, Objective, Res
 from hypersweep.tasks import registry, teacher
 
 pytest.importorskip("hypothesis", reason="the fuzz tests need hypothesis (pip install hypothesis)")
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 # 40 examples per CLI keep this file under 15 s; HYPERSWEEP_FUZZ_EXAMPLES=2000 searches harder.
@@ -383,3 +388,76 @@ FOUND = [
 @pytest.mark.parametrize("space,expect", FOUND)
 def test_launch_refuses_what_the_fuzz_found(space, expect):
     refused_launch(yaml.safe_dump(space).encode(), expect)
+
+
+# --- Space files mutated at random, and the environment: accepted or refused, never a traceback ---
+
+KNOWN_KEYS = sorted({key for key, _, _ in SPACE_LEAVES} | {f"families.hyper.{k.removeprefix('model.')}"
+                                                            for k, _, _ in FAMILY_LEAVES}
+                    | {f"task.{f.name}" for f in dataclasses.fields(teacher.Config)}
+                    | {"experiment", "task.name", "variants", "families", "families.embedding",
+                       "families.standard.primary.width", "model.activation", "train.lr"})
+# Small values only: an accepted space builds its task, and a task of 10^9 instances would take a while.
+YAML_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-3, 40), st.floats(-2, 2), st.sampled_from([math.nan, math.inf]),
+              st.text(max_size=6), st.sampled_from(["hyper", "tanh", "grid", "pareto", "constrained", "teacher"])),
+    lambda inner: st.one_of(st.lists(inner, max_size=3),
+                            st.dictionaries(st.sampled_from(["low", "high", "step", "log", "choices", "width",
+                                                             "depth", "x"]), inner, max_size=3)),
+    max_leaves=6)
+
+
+@st.composite
+def mutated_space(draw) -> dict:
+    """The valid space with one to three keys set to arbitrary YAML values or removed."""
+    data = SPACE
+    for _ in range(draw(st.integers(1, 3))):
+        unknown = st.text(min_size=1, max_size=6).filter(lambda k: "." not in k)
+        key = draw(st.one_of(st.sampled_from(KNOWN_KEYS), unknown))
+        if key in data and draw(st.booleans()):
+            data = without(data, key)
+        else:
+            data = assign(data, key, draw(YAML_VALUES))
+    return data
+
+
+def launched_or_refused(env: dict[str, str], content: bytes | None = None, names: str = "") -> None:
+    """Run launch in-process with `env` on the space `content` (default: the valid one): it either accepts
+    (Ray is not started: `_run` answers 0) or refuses in one line starting with `names`, exit 2; neither
+    writes anything."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path, out_dir = Path(tmp) / "space.yaml", Path(tmp) / "out"
+        path.write_bytes(content if content is not None else yaml.safe_dump(SPACE).encode())
+        with mock.patch.object(launch, "_run", return_value=0) as started, mock.patch.dict(os.environ, env):
+            code, out, err = run(launch.main, [str(path), "--out", str(out_dir)])
+        if code == 0:
+            assert started.called and err == "", err
+        else:
+            assert code == 2 and not started.called, (code, err)
+            assert err.count("\n") == 1 and err.startswith(f"error: {names.format(space=path)}"), err
+            assert "Traceback" not in err, err
+        assert [p.name for p in Path(tmp).iterdir()] == ["space.yaml"]  # nothing written, accepted or not
+
+
+@FUZZ
+@given(mutated_space())
+def test_launch_accepts_or_refuses_a_mutated_search_space_in_one_line(data):
+    launched_or_refused({}, yaml.safe_dump(data, allow_unicode=True).encode(), names="{space}: ")
+
+
+ENV_TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12)
+
+
+@FUZZ
+@given(pending=st.one_of(ENV_TEXT, st.integers(-2, 10**20).map(str),
+                         st.sampled_from(["\u00b2", "\u0661\u0662", " 3 ", "+4", "0x10"])),
+       storage=st.one_of(ENV_TEXT, st.sampled_from(["", "sqlite://", "sqlite:///", "sqlite:////nonexistent/x.db",
+                                                     "postgresql://u:p@localhost:1/x", "mysql://x", "bogus://"])))
+# What it found: int() refuses digits str.isdigit() passes, a URL's newline split its line in two, and an
+# in-memory SQLite storage lost the studies a launch had just created (each a traceback or a second line).
+@example(pending="\u00b2", storage="")
+@example(pending="0\x1f", storage="")
+@example(pending="1", storage="\n")
+@example(pending="1", storage="sqlite://")
+def test_launch_accepts_or_refuses_its_environment_in_one_line(pending, storage):
+    launched_or_refused({"TUNE_MAX_PENDING_TRIALS_PG": pending, "HYPERSWEEP_STORAGE": storage})

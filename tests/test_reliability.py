@@ -147,13 +147,14 @@ def trial_workers(since: float) -> list[psutil.Process]:
 def test_a_killed_trial_worker_is_retried_and_the_sweep_completes(ray_address, tmp_path):
     out = tmp_path / "out"
     # One pack of the three trials. Early stopping judges them at epochs 1, 4 and 16; one architecture for all three
-    # trials makes them tie at every rung, so none is stopped and each trains all 40 epochs
-    # (the space is exhausted, so the repeats are trained). 2,000 instances make a trial last
+    # trials makes them tie at every rung, so none is stopped and each trains all 40 epochs (the three points
+    # differ only in max_params, which no model here comes near). 2,000 instances make a trial last
     # a few seconds, so the kill lands in training.
     space = space_file(tmp_path, budget={"trials": 3, "epochs": 40, "max_concurrent": 1, "max_failures": 1,
                                          "early_stopping": True, "grace_epochs": 1, "pack": 3},
                        task={**SPACE["task"], "train_instances": 2000},
-                       families={"hyper": {"primary": {"width": {"choices": [4]}}}})
+                       families={"hyper": {"primary": {"width": 4},
+                                           "train": {"max_params": {"choices": [100_000, 100_001, 100_002]}}}})
     start = time.time()
     proc = launch(ray_address, space, "--out", str(out), wait=False)
     wait_for(lambda: running_trials(out) >= 1 and trial_workers(start))

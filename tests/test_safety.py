@@ -3,6 +3,7 @@
 Each test is a case where an earlier version lost or mixed trials silently. Refusals are
 checked in-process (`launch.main`), before Ray starts; sweeps join the test session's Ray.
 """
+import contextlib
 import json
 import os
 import shutil
@@ -84,13 +85,60 @@ def test_a_shared_storage_never_mixes_two_sweeps(ray_address, tmp_path, capsys):
     assert len(optuna.load_study(study_name="safe-hyper", storage=storage).trials) == 2
 
 
-def test_resume_reuses_the_storage_and_budget_the_sweep_started_with(ray_address, tmp_path):
+def everything(root: Path) -> set[Path]:
+    """Every file and directory under `root`."""
+    return set(root.rglob("*"))
+
+
+def test_a_refusal_after_ray_started_removes_what_the_launch_created_and_nothing_else(ray_address, tmp_path, capsys,
+                                                                                     monkeypatch):
+    # In-process, launch finds this session's Ray started, as its own embedded one: a GPU no node has is refused
+    # at once. By then it has taken --out's lock and created its studies, the storage's file with them.
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    gpu = space_file(tmp_path / "gpu.yaml", resources={"cpus": 1, "gpus": 1})
+    (tmp_path / "mine").mkdir()  # an empty --out the user made
+    before = everything(tmp_path)
+    for out, storage in [(tmp_path / "mine", []), (tmp_path / "new" / "out", []),
+                         (tmp_path / "new" / "out", ["--storage", f"sqlite:///{tmp_path / 'new.db'}"])]:
+        err = refused(capsys, gpu, "--out", str(out), *storage)
+        assert "a trial asks for 1 CPU, 1 GPU" in err
+        assert everything(tmp_path) == before
+    # A storage that holds another sweep's studies keeps them, and only them.
+    shared = f"sqlite:///{tmp_path / 'shared.db'}"
+    optuna.create_study(study_name="someone-else", storage=shared)
+    refused(capsys, gpu, "--out", str(tmp_path / "new"), "--storage", shared)
+    assert optuna.get_all_study_names(shared) == ["someone-else"] and not (tmp_path / "new").exists()
+
+
+def test_the_loser_of_a_race_for_one_storage_leaves_its_out_as_it_was(ray_address, tmp_path, capsys):
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    loser_out = tmp_path / "b"
+    loser_out.mkdir()  # made empty beforehand: it stays, empty
+    args = launcher.parse_args([space_file(tmp_path / "b.yaml"), "--out", str(loser_out), "--storage", storage,
+                                "--address", ray_address])
+    loser = launcher.plan(args, tmp_path)  # its checks pass: no study of that name yet
+    winner = launch(ray_address, space_file(tmp_path / "a.yaml"), "--out", str(tmp_path / "a"), "--storage", storage)
+    assert winner.returncode == 0, winner.stderr
+    assert launcher.start(loser, args) == 2
+    err = capsys.readouterr().err
+    assert "already holds study 'safe-hyper' of another sweep" in err and err.count("\n") == 1, err
+    assert list(loser_out.iterdir()) == []
+    # So a relaunch there is not called "already holds a sweep", and the winner's sweep is whole.
+    assert len(optuna.load_study(study_name="safe-hyper", storage=storage).trials) == 2
+
+
+def test_resume_reuses_the_storage_and_budget_the_sweep_started_with(ray_address, tmp_path, capsys):
     out, storage = tmp_path / "out", f"sqlite:///{tmp_path / 'elsewhere.db'}"
     killed = launch(ray_address, space_file(tmp_path / "s.yaml"), "--out", str(out), "--storage", storage,
                     "--num-samples", "3", env={"HYPERSWEEP_FAILPOINT": "after_tell@0"})
     assert killed.returncode == -signal.SIGKILL
     manifest = json.loads((out / "sweep.json").read_text())
     assert manifest["storage"] == storage and manifest["budgets"] == {"safe-hyper": 3}
+    # Its database moved away: refused, not resumed into a new empty one.
+    (tmp_path / "elsewhere.db").rename(tmp_path / "moved.db")
+    assert "elsewhere.db: the sweep in" in refused(capsys, "--out", str(out), "--resume")
+    assert not (tmp_path / "elsewhere.db").exists()
+    (tmp_path / "moved.db").rename(tmp_path / "elsewhere.db")
     resumed = launch(ray_address, "--out", str(out), "--resume")  # neither --storage nor --num-samples again
     assert resumed.returncode == 0, resumed.stderr
     assert len(load_trials(str(out))) == 3 and not (out / "optuna.db").exists()
@@ -263,6 +311,68 @@ def test_a_second_ctrl_c_ends_at_once(ray_address, tmp_path):
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in stderr, stderr
     assert time.time() - started < 30
+
+
+def catches(pid: int, signum: int) -> bool:
+    """Whether process `pid` has a handler of its own for `signum` (the kernel's SigCgt mask)."""
+    with contextlib.suppress(FileNotFoundError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("SigCgt:"):
+                return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    return False
+
+
+def child_names(pid: int) -> list[str]:
+    with contextlib.suppress(FileNotFoundError):
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return [Path(f"/proc/{c}/comm").read_text().strip() for c in children if Path(f"/proc/{c}").exists()]
+    return []
+
+
+def stop_with(tmp_path, ready, signum=signal.SIGTERM) -> None:
+    """Start a launch with an embedded Ray, send it `signum` once `ready(pid)`, and check that it stopped
+    within seconds: exit 128 + signum, one line, no --out left."""
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.Popen([sys.executable, "-m", "hypersweep.launch", space_file(tmp_path / "s.yaml"), "--out",
+                             str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as in a terminal
+    deadline = time.time() + 120
+    while not ready(proc.pid):
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.01)
+    proc.send_signal(signum)
+    sent = time.time()
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signum, stderr
+    assert stderr.strip() == "interrupted before the sweep started: nothing to resume"
+    assert time.time() - sent < 15 and not out.exists()
+
+
+def test_sigterm_while_python_imports_ends_in_one_line(tmp_path):
+    # The handler is installed before the heavy imports (pandas, torch), which then take most of a second.
+    stop_with(tmp_path, lambda pid: catches(pid, signal.SIGTERM))
+
+
+@pytest.mark.slow  # starts a Ray of its own
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_or_ctrl_c_while_ray_starts_ends_in_one_line(tmp_path, signum):
+    # ray.init puts in a SIGTERM handler of its own while it runs (it exited 15, saying nothing); Ray's GCS is
+    # the first process it starts.
+    stop_with(tmp_path, lambda pid: "gcs_server" in child_names(pid), signum)
+
+
+def test_an_exhausted_space_ends_its_study_instead_of_training_points_again(ray_address, tmp_path):
+    out = tmp_path / "out"
+    space = space_file(tmp_path / "s.yaml", budget={"trials": 20, "epochs": 2, "max_failures": 0, "pack": 2},
+                       families={"hyper": {"primary": {"width": {"low": 1, "high": 3}}}})  # 3 points
+    ended = "[safe-hyper] search space exhausted: 3 distinct points trained; the study ends at 3 of its 20 trials"
+    for args in ([space, "--out", str(out)], ["--out", str(out), "--resume"]):
+        proc = launch(ray_address, *args)
+        assert proc.returncode == 0 and ended in proc.stdout.splitlines(), proc.stdout + proc.stderr
+        trials = load_trials(str(out))
+        assert sorted(trials["config.model.primary.width"]) == [1, 2, 3]
+        assert len(optuna.load_study(study_name="safe-hyper", storage=f"sqlite:///{out / 'optuna.db'}").trials) == 3
 
 
 def test_a_sweep_whose_trials_all_failed_exits_non_zero(ray_address, tmp_path):

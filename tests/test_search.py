@@ -6,7 +6,10 @@ import optuna
 import yaml
 
 from hypersweep.results import ResultStore, load_trials
-from hypersweep.search import Bound, Search, model_count, open_study, params_key, rdb_storage, reconcile, tpe_best
+import pytest
+
+from hypersweep.search import (Bound, Exhausted, Search, model_count, open_study, params_key, rdb_storage, reconcile,
+                                tpe_best)
 from hypersweep.search_space import load
 
 TEACHER = {"name": "teacher", "dim_x": 2, "dim_i": 4, "train_instances": 50, "points": 8}
@@ -220,3 +223,29 @@ def test_a_study_fingerprint_ignores_the_order_of_the_searched_keys_and_accepts_
     assert made_for(study, space, spec.objective)
     study.set_user_attr(SPACE_ATTR, fingerprint(dataclasses.replace(space, base={}), spec.objective))
     assert not made_for(study, space, spec.objective)
+
+
+def test_an_exhausted_space_says_so_instead_of_training_a_point_again(tmp_path):
+    search = small_search(tmp_path)  # 8 points
+    for _ in range(8):
+        trial = search.ask()
+        search.tell(trial, "ok", width_result(trial.params))
+    assert sorted(t.params["model.primary.width"] for t in search.study.trials) == list(range(1, 9))
+    with pytest.raises(Exhausted, match="search space exhausted: 8 distinct points trained"):
+        search.ask()
+    assert len(search.study.trials) == 8  # no trial asked for it
+
+
+def test_under_the_constrained_objective_a_space_runs_out_of_points_worth_training(tmp_path):
+    # Width 3 already meets the target: only widths 1 and 2 could still be the answer.
+    spec = load_space(tmp_path, objective={"type": "constrained", "target": 0.5})
+    space = spec.studies[0]
+    study = open_study(spec, space, rdb_storage(f"sqlite:///{tmp_path / 'optuna.db'}"), "sweep-1", 8)
+    study.enqueue_trial({"model.primary.width": 3})  # asked first
+    search = Search(study, space, spec.objective, model_count(spec, space))
+    first = search.ask()
+    search.tell(first, "ok", width_result(first.params))
+    batch = search.ask_batch(4)  # the two smaller widths, then nothing worth training
+    assert sorted(t.params["model.primary.width"] for t in batch) == [1, 2]
+    with pytest.raises(Exhausted, match="3 distinct points trained .the others are no smaller"):
+        search.ask()

@@ -12,7 +12,7 @@ from ray.cluster_utils import Cluster
 
 from hypersweep import frontier
 from hypersweep.results import load_epochs, load_trials
-from hypersweep.search import MAX_REPEATS, Search
+from hypersweep.search import MAX_REPEATS, Exhausted, Search
 from hypersweep.search_space import load
 from hypersweep.sweep import StudyASHA, make_scheduler, run_sweep, trial_status
 
@@ -79,13 +79,14 @@ def test_a_sampler_stuck_on_one_point_gets_an_untried_one_until_the_space_is_exh
     search = Search(study, spec.studies[0], spec.objective)
 
     widths = []
-    for _ in range(4):
+    for _ in range(3):
         trial = search.ask()
         widths.append(trial.params["model.primary.width"])
         search.tell(trial, "ok", {"val_error": 0.1, "params_primary": 1})
-    assert widths[0] == 1 and sorted(widths[:3]) == [1, 2, 3]  # each width once, then
-    assert widths[3] == 1  # nothing is left: the sampler's proposal is trained again
-    assert search.skipped == {"repeat": 3 * MAX_REPEATS} and search.proposals == 4 + 3 * MAX_REPEATS
+    assert widths[0] == 1 and sorted(widths) == [1, 2, 3]  # each width once, then
+    with pytest.raises(Exhausted, match="3 distinct points trained"):  # nothing is left: no point trains again
+        search.ask()
+    assert search.skipped == {"repeat": 2 * MAX_REPEATS} and search.proposals == 3 + 2 * MAX_REPEATS
     assert [t.params["model.primary.width"] for t in study.trials] == widths  # the study holds what trained
 
 
