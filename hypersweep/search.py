@@ -40,6 +40,7 @@ from hypersweep.vocab import (
     PRUNED,
     RAY_TRIAL_ATTR,
     RESULT_ATTR,
+    RETRIES_ATTR,
     RETRY_OF_ATTR,
     SPACE_ATTR,
     STATUS_ATTR,
@@ -556,9 +557,10 @@ def reconcile(spec: SweepSpec, space: StudySpace, storage: optuna.storages.BaseS
             error = "recorded in the study only (driver stopped)" if status == FAILED else None
             result = t.user_attrs.get(RESULT_ATTR) or {}
             row = trial_row(spec, space, cfg, t.number, t.user_attrs.get(RAY_TRIAL_ATTR), status, result, error)
-            # The trial's own end and code, not the rebuild's (the study keeps no retry count).
+            # The trial's own end, code and restarts, not the rebuild's.
             row["finished_at"] = t.datetime_complete.astimezone(timezone.utc) if t.datetime_complete else None
             row["git_commit"] = result.get(SOURCE_KEY)
+            row["retries"] = t.user_attrs.get(RETRIES_ATTR, 0)
             store.write_trial(space.family, space.study, cfg, row, [])
             have.add(t.number)
             log(f"[{space.study}] trial #{t.number}: row rebuilt from the study")

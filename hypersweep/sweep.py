@@ -47,7 +47,7 @@ from hypersweep.search import Exhausted, Search, model_count, open_study, rdb_st
 from hypersweep.search_space import StudySpace, SweepSpec
 from hypersweep.tasks import build_task, load_config
 from hypersweep.train import train, train_pack
-from hypersweep.vocab import FAILED, OK, PENDING_ENV, PRUNED, RAY_TRIAL_ATTR, TrainedStatus
+from hypersweep.vocab import FAILED, OK, PENDING_ENV, PRUNED, RAY_TRIAL_ATTR, RETRIES_ATTR, TrainedStatus
 
 ASHA_REDUCTION = 4  # ASHA keeps the best quarter of the trials at each rung
 STUDY_KEY = "study"  # the key of a Tune trial's config that names its Optuna study
@@ -146,6 +146,12 @@ class SweepSearcher(Searcher):
 
     def optuna_number(self, trial_id: str) -> int:
         return self.numbers[trial_id]
+
+    def restarted(self, trial_id: str, failures: int) -> None:
+        """Tune restarts a Tune trial after its `failures`-th failure: each Optuna trial it still trains
+        keeps the count, so that a row rebuilt from the study has it too."""
+        for trial in self.trials.get(trial_id, (None, {}))[1].values():
+            trial.set_user_attr(RETRIES_ATTR, failures)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         """A pack's finished members are told here; intermediate values are not sent (early
@@ -358,7 +364,6 @@ class Recorder(tune.Callback):
         self.written: set[tuple[str, int]] = set()  # (study, number) of the rows this run wrote
         self.commit = source_id()
         self.done = {name: min(o.done, o.budget) for name, o in searcher.studies.items()}
-        self.total = sum(o.budget for o in searcher.studies.values())
         self.started, self.finished = time.monotonic(), 0  # trials finished in this run, for the ETA
         # Tune wraps an exception raised in a callback in a TuneError holding only its text; the
         # OSError of a full disk is kept here so that run_sweep can raise it as what it is.
@@ -373,6 +378,7 @@ class Recorder(tune.Callback):
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         self.live.pop(trial.trial_id, None)  # the retry trains from the first epoch again
+        self.searcher.restarted(trial.trial_id, trial.num_failures)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._record(trial, trial.last_result, error=None)
@@ -425,13 +431,14 @@ class Recorder(tune.Callback):
     def _line(self, space: StudySpace, number: int, params: dict, status: str, row: dict, error: str | None) -> str:
         budget = self.searcher.studies[space.study].budget
         all_done = sum(self.done.values())
-        eta = (time.monotonic() - self.started) / self.finished * (self.total - all_done)
+        total = sum(o.budget for o in self.searcher.studies.values())  # less once a study's space ran out
+        eta = (time.monotonic() - self.started) / self.finished * (total - all_done)
         searched = " ".join(f"{k.rsplit('.', 1)[-1]}={v:.3g}" if isinstance(v, float) else f"{k.rsplit('.', 1)[-1]}={v}"
                             for k, v in params.items())
         metric, count = self.spec.objective.metric, self.spec.objective.count
         score = f"{metric} {row[metric]:.3g}" if row.get(metric) is not None and status != FAILED else error or ""
         name = f"{space.family} {space.label}".strip()
-        return (f"[{name} {self.done[space.study]}/{budget} | all {all_done}/{self.total}, ETA {_duration(eta)}] "
+        return (f"[{name} {self.done[space.study]}/{budget} | all {all_done}/{total}, ETA {_duration(eta)}] "
                 f"#{number} {searched} -> {status} {score} {count} {row[count]}")
 
 

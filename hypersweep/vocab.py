@@ -31,6 +31,7 @@ STATUS_ATTR = "status"  # one of STATUSES
 RESULT_ATTR = "result"  # the trial's RESULT_KEYS, so that its row can be rebuilt from the study alone
 RAY_TRIAL_ATTR = "ray_trial_id"  # the Ray Tune trial that trained it
 RETRY_OF_ATTR = "retry_of"  # the number of the interrupted trial whose parameters it trains again
+RETRIES_ATTR = "retries"  # times Ray Tune restarted it after a failure (set at each restart)
 
 # User attributes of a study.
 OWNER_ATTR = "hypersweep.sweep"  # the id of the sweep that created the study

@@ -167,6 +167,12 @@ def test_a_killed_trial_worker_is_retried_and_the_sweep_completes(ray_address, t
     assert set(trials["pack_size"]) == {3} and set(trials["retries"]) == {1}  # the pack ran again, whole
     curves = load_epochs(str(out)).groupby("trial")["epoch"].agg(list)
     assert all(curve == list(range(0, 41)) for curve in curves)  # the retried trial's curve is whole (from epoch 0), once
+    # Rows rebuilt from the study keep the restart too.
+    for path in rows(out):
+        path.unlink()
+    resumed = launch(ray_address, "--out", str(out), "--resume")
+    assert resumed.returncode == 0 and resumed.stdout.count("row rebuilt from the study") == 3, resumed.stdout
+    assert set(load_trials(str(out))["retries"]) == {1}
 
 
 def test_a_trial_that_keeps_failing_is_recorded_as_failed_and_the_sweep_completes(ray_address, tmp_path):

@@ -370,6 +370,8 @@ def test_an_exhausted_space_ends_its_study_instead_of_training_points_again(ray_
     for args in ([space, "--out", str(out)], ["--out", str(out), "--resume"]):
         proc = launch(ray_address, *args)
         assert proc.returncode == 0 and ended in proc.stdout.splitlines(), proc.stdout + proc.stderr
+        progress = [line for line in proc.stdout.splitlines() if "| all " in line]
+        assert all("all 4/" not in line and "/20" not in line for line in progress[1:]), progress  # the ended budget
         trials = load_trials(str(out))
         assert sorted(trials["config.model.primary.width"]) == [1, 2, 3]
         assert len(optuna.load_study(study_name="safe-hyper", storage=f"sqlite:///{out / 'optuna.db'}").trials) == 3
