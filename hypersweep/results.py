@@ -1,13 +1,16 @@
 """Sweep results as Parquet datasets any tool can read.
 
-    OUT/trials/family=<family>/<study>-<number>.parquet   one row per finished trial
-    OUT/epochs/family=<family>/<study>-<number>.parquet   that trial's learning curve
+    OUT/trials/family=<family>/<study>-<number>.parquet   one finished trial's row, as it was written
+    OUT/trials/family=<family>/compacted-L<n>-c<id>.parquet   many trials' rows, merged (ResultStore.compact)
+    OUT/epochs/family=<family>/...                         the same for the learning curves
 
-One file per trial, named by its Optuna study and trial number, so rewriting a trial (a
-resumed sweep, a recovered row) replaces its file instead of duplicating its row. Files are
-written under a temporary name and renamed, so a crash never leaves half a file. Every
-file of an experiment has the same schema, derived from the config dataclasses' types
-(a column never flips between int and float); the schema version is in the metadata.
+A finished trial is written at once as a file of its own, named by its Optuna study and trial
+number; small files are merged as they gather and into one file per family when a run ends, and
+every reader sees each row exactly once meanwhile (ResultStore's docstring says how). A trial's
+row is written once: a second one for a trial that has a row is refused. Files are written under
+a temporary name and renamed, so a crash never leaves half a file. Every file of an experiment
+has the same schema, derived from the config dataclasses' types (a column never flips between
+int and float); the schema version is in the metadata.
 
     load_trials(out) / load_epochs(out) -> pandas.DataFrame
 """
