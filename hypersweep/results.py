@@ -343,7 +343,9 @@ class ResultStore:
                                                                         schema=schema))
         for kind in KINDS:
             if len(self._fresh.get((kind, family), ())) >= self.merge_at:
-                self._compact(kind, [family], final=False)
+                # The other families are usually close behind: merging those half-way there in the same
+                # generation saves a generation each, and every generation links again what it keeps.
+                self._compact(kind, final=False, least=self.merge_at // 2)
 
     def _add(self, kind: str, family: str, study: str, number: int, table: pa.Table) -> None:
         """Write one trial's small file of `kind`."""
@@ -383,17 +385,19 @@ class ResultStore:
     def compact(self, final: bool = False) -> int:
         """Merge small files into larger ones; return how many files were merged away.
 
-        Every `merge_at` small files of a family become one level-0 file, and every `fan_in` files of
+        Every `merge_at` small files of a family become one level-0 file (the other families' join
+        in at half that, to share the generation), and every `fan_in` files of
         one level one file of the next, so a row is rewritten about log(trials) / log(fan_in) times
         and a family holds fewer than `merge_at` + `fan_in` x levels files. `final` (the end of a
         sweep) merges each family into one file.
         """
-        return sum(self._compact(kind, None, final) for kind in KINDS)
+        return sum(self._compact(kind, final, self.merge_at) for kind in KINDS)
 
-    def _compact(self, kind: str, families: list[str] | None, final: bool) -> int:
+    def _compact(self, kind: str, final: bool, least: int) -> int:
+        """Merge, in one generation, each family of `kind` with at least `least` small files (any, if `final`)."""
         plan = {family: group for family, infos in self._by_family(kind).items()
-                if (families is None or family in families) and (group := self._plan(infos, final))}
-        return self._merge(kind, plan) if plan else 0
+                if (group := self._plan(infos, final, least))}
+        return self._merge(kind, plan, final) if plan else 0
 
     def _by_family(self, kind: str) -> dict[str, list[pafs.FileInfo]]:
         families: dict[str, list[pafs.FileInfo]] = {}
@@ -403,7 +407,7 @@ class ResultStore:
                 families.setdefault(parent.removeprefix("family="), []).append(info)
         return families
 
-    def _plan(self, infos: list[pafs.FileInfo], final: bool) -> tuple[list[pafs.FileInfo], int] | None:
+    def _plan(self, infos: list[pafs.FileInfo], final: bool, least: int) -> tuple[list[pafs.FileInfo], int] | None:
         """The files of one family to merge now, with the level of the file they become (None: none)."""
         if final:
             return (infos, LAST_LEVEL) if len(infos) > 1 else None
@@ -412,7 +416,7 @@ class ResultStore:
             if merged := MERGED_FILE.match(info.base_name):
                 levels.setdefault(int(merged["level"]), []).append(info)
         inputs = [i for i in infos if SMALL_FILE.match(i.base_name)]
-        if len(inputs) < self.merge_at:
+        if len(inputs) < least:
             return None
         level = 0
         # The new file would make `fan_in` files at its level: merge those into the next level at once.
@@ -420,8 +424,10 @@ class ResultStore:
             inputs, level = inputs + levels[level], level + 1
         return inputs, level
 
-    def _merge(self, kind: str, plan: dict[str, tuple[list[pafs.FileInfo], int]]) -> int:
-        """Write each family's group as one file that replaces its inputs (see the class docstring)."""
+    def _merge(self, kind: str, plan: dict[str, tuple[list[pafs.FileInfo], int]], final: bool) -> int:
+        """Write each family's group as one file that replaces its inputs (see the class docstring); the
+        final merge also sorts the rows by study and trial (sorting every merge would cost each row a
+        sort per level)."""
         order = [(c, "ascending") for c in ("study", "trial", "epoch")[:3 if kind == "epochs" else 2]]
         merged: dict[str, tuple[str, pa.Table, list[str]]] = {}
         for family, (infos, level) in plan.items():
@@ -432,7 +438,8 @@ class ResultStore:
                     continue
                 with self.fs.open_input_file(info.path) as fh:
                     tables.append(pq.read_table(fh))
-            table = pa.concat_tables(tables, promote_options="default").sort_by(order)
+            table = pa.concat_tables(tables, promote_options="default")
+            table = table.sort_by(order) if final else table
             replaces = [i.base_name for i in infos]
             metadata = {**(table.schema.metadata or {}), REPLACES_KEY: json.dumps(replaces).encode()}
             merged[family] = (f"compacted-L{level}-c{uuid.uuid4().hex}.parquet",

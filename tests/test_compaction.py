@@ -39,13 +39,14 @@ def assert_each_row_once(out: str, trials: int) -> None:
 
 
 def test_small_files_are_merged_as_they_gather_and_every_row_stays_once(tmp_path):
-    out = str(tmp_path)
+    out = str(tmp_path / "out")
     store = write(out, 0, 42, merge_at=4, fan_in=3)
     for family in FAMILIES:  # 4 small files at most, and at most 2 merged ones per level
         assert len(files(out, "trials", family)) <= 4 + 2 * 3, files(out, "trials", family)
     assert_each_row_once(out, 42)
     before = load_trials(out)
-    small_schema = pq.read_schema(next(p for p in files(out, "trials", "hyper") if "compacted" not in p.name))
+    write(str(tmp_path / "one"), 0, 1, merge_at=4, fan_in=3)  # a trial's own file, as first written
+    small_schema = pq.read_schema(files(tmp_path / "one", "trials", "hyper")[0])
 
     store.compact(final=True)
     for family in FAMILIES:
