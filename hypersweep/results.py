@@ -563,7 +563,10 @@ def _load(out: str, kind: str) -> pd.DataFrame:
         raise CorruptResults(f"{out}: {len(bad)} result file(s) are not readable Parquet ({names}); "
                              f"`python -m hypersweep.launch --resume --out {out}` rebuilds them from the study"
                              ) from None
-    frame["family"] = frame["family"].astype(str) if "family" in frame else pd.Series(dtype=str)  # no file yet
+    if "family" not in frame:  # no file yet (the first trial's is being written): no row, every key column
+        columns = EPOCH_COLUMNS if kind == "epochs" else TRIAL_COLUMNS
+        frame = pa.schema(columns.items()).empty_table().to_pandas().assign(family=pd.Series(dtype=str))
+    frame["family"] = frame["family"].astype(str)
     if not store.local:  # listed while a compaction replaced files in place: a row may be there twice
         frame = frame.drop_duplicates(["study", "trial"] + (["epoch"] if kind == "epochs" else []), ignore_index=True)
     return frame

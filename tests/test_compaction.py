@@ -178,3 +178,11 @@ def test_a_remote_out_keeps_every_row_once_through_a_kill_in_a_compaction(s3, po
     for kind in ("trials", "epochs"):  # and the plain listing holds each row once: one file per family
         assert {i.base_name.startswith("compacted-") for i in store._files(kind)} == {True}
         assert len(store._files(kind)) == len(FAMILIES)
+
+
+def test_a_reader_before_the_first_file_lands_gets_no_rows_and_every_key_column(tmp_path):
+    store = ResultStore(str(tmp_path))
+    store._ensure("trials")  # what the first write does before its file lands
+    store._ensure("epochs")
+    assert load_trials(str(tmp_path)).empty and {"study", "trial", "family"} <= set(load_trials(str(tmp_path)))
+    assert load_epochs(str(tmp_path)).empty and "epoch" in load_epochs(str(tmp_path))
