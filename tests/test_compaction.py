@@ -108,12 +108,11 @@ def test_readers_during_compactions_never_see_a_row_twice(tmp_path):
     writer = subprocess.Popen([sys.executable, WRITER, out, "0", "120", "3", "2"], cwd=Path(__file__).parents[1])
     while not (Path(out) / "trials").exists():
         time.sleep(0.01)
-    seen, reads, missing = 0, 0, 0
+    seen, reads = 0, 0
     while writer.poll() is None or reads == 0:
         try:
             plain = pd.read_parquet(Path(out) / "trials")
         except FileNotFoundError:  # listed just before a swap: the file it names left with the old generation
-            missing += 1
             continue
         rows = load_trials(out)
         for frame in (plain, rows):
@@ -122,7 +121,6 @@ def test_readers_during_compactions_never_see_a_row_twice(tmp_path):
         seen, reads = len(rows), reads + 1
     assert writer.returncode == 0 and reads > 5
     assert_each_row_once(out, 120)
-    assert missing <= reads, (missing, reads)
 
 
 @pytest.fixture(scope="module")
