@@ -214,6 +214,15 @@ def is_remote(out: str) -> bool:
     return "://" in out
 
 
+def generation(kind: str, number: int) -> str:
+    """The name of a local dataset's generation directory under OUT/.results/."""
+    return f"{kind}.{number:06d}"
+
+
+def generation_number(path: Path) -> int:
+    return int(path.name.rsplit(".", 1)[1])
+
+
 class ResultStore:
     """Writes, compacts and lists one sweep's Parquet files under `out` (a local path or a URI).
 
@@ -251,8 +260,8 @@ class ResultStore:
         """A local dataset starts as a link to its first generation (see the class docstring)."""
         link = Path(self.root) / kind
         if self.local and not link.is_symlink() and not link.exists():
-            (Path(self.root) / GENERATIONS / f"{kind}.{0:06d}").mkdir(parents=True, exist_ok=True)
-            link.symlink_to(f"{GENERATIONS}/{kind}.{0:06d}")
+            (Path(self.root) / GENERATIONS / generation(kind, 0)).mkdir(parents=True, exist_ok=True)
+            link.symlink_to(f"{GENERATIONS}/{generation(kind, 0)}")
 
     def _write(self, table: pa.Table, path: str, trial: int) -> None:
         """Write `path` once: under a temporary name, then renamed, never over an existing file."""
@@ -456,12 +465,12 @@ class ResultStore:
         if not link.is_symlink():  # a sweep from before compaction, or a copy that followed the link
             generations = Path(self.root) / GENERATIONS
             generations.mkdir(exist_ok=True)
-            first = 1 + max((int(p.name.rsplit(".", 1)[1]) for p in generations.glob(f"{kind}.*")), default=-1)
-            os.replace(link, generations / f"{kind}.{first:06d}")
-            link.symlink_to(f"{GENERATIONS}/{kind}.{first:06d}")
+            first = 1 + max((generation_number(p) for p in generations.glob(f"{kind}.*")), default=-1)
+            os.replace(link, generations / generation(kind, first))
+            link.symlink_to(f"{GENERATIONS}/{generation(kind, first)}")
         current = link.resolve()
-        number = int(current.name.rsplit(".", 1)[1]) + 1
-        new = current.with_name(f"{kind}.{number:06d}")
+        number = generation_number(current) + 1
+        new = current.with_name(generation(kind, number))
         shutil.rmtree(new, ignore_errors=True)  # what a kill left of an earlier try
         for directory in (d for d in current.iterdir() if d.is_dir()):
             (new / directory.name).mkdir(parents=True)
@@ -483,7 +492,7 @@ class ResultStore:
         """Delete generations older than `keep_from` (readers still listing one get a little time) and
         any newer than `newest` (a compaction a kill interrupted before its swap)."""
         for path in (Path(self.root) / GENERATIONS).glob(f"{kind}.*"):
-            number = int(path.name.rsplit(".", 1)[1])
+            number = generation_number(path)
             if number < keep_from or (newest is not None and number > newest):
                 shutil.rmtree(path, ignore_errors=True)
 
@@ -505,7 +514,7 @@ class ResultStore:
         for kind in KINDS:
             link = Path(self.root) / kind
             if self.local and link.is_symlink():
-                number = int(link.resolve().name.rsplit(".", 1)[1])
+                number = generation_number(link.resolve())
                 self._drop_old_generations(kind, keep_from=number - KEEP_GENERATIONS, newest=number)
                 (Path(self.root) / f"{TMP_PREFIX}{kind}-link").unlink(missing_ok=True)
                 continue
