@@ -12,8 +12,9 @@ Synthetic trials (the quickstart's three families, widths and learning rates dra
 
 Figures: the time `pd.read_parquet(OUT/trials)` takes (best of 3), also with DuckDB and Polars
 where installed, bytes on disk per trial row, and the driver's write cost per trial (compactions
-included, amortised): the median over chunks of 500 trials, the two layouts written in turn at equal rows. `ratio` is the one-file-per-trial read time over the compacted one at equal
-rows; the goals (all must hold for `met`): 100,000 compacted rows read by pandas in <= 5 s, ratio
+included, amortised): wall and CPU seconds over all trials, the two layouts written 100 trials at a
+time in turn at equal rows, each by its own process; the median of 3 such rounds (fresh stores each).
+`ratio` is the one-file-per-trial read time over the compacted one at equal rows; the goals (all must hold for `met`): 100,000 compacted rows read by pandas in <= 5 s, ratio
 >= 10, <= 1 KB per row, and a write cost per trial no higher than one file per trial's.
 
     python -m benchmarks.results_scale [tiny|quick|full]   # prints JSON
@@ -22,7 +23,8 @@ from __future__ import annotations
 
 import json
 import random
-import statistics
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -42,17 +44,18 @@ SIZES: dict[str, tuple[int, int]] = {"tiny": (300, 100), "quick": (10_000, 2_000
 GOAL_RATIO, GOAL_READ_S, GOAL_BYTES = 10.0, 5.0, 1024
 EPOCHS = 10
 NEVER = 10**9  # merge_at for the one-file-per-trial layout
+ROUNDS: dict[str, int] = {"tiny": 1, "quick": 3, "full": 3}  # rounds of the write-cost comparison
 
 
 def filler(out: str, merge_at: int | None):
     """A generator that writes the next `n` synthetic trials into a store at `out` each time it is sent
-    `n` (0: end the sweep); it yields the driver's seconds for them."""
+    `n` (0: end the sweep); it yields the driver's wall and CPU seconds for them."""
     from hypersweep.tasks import load_config
     spec = load(str(SPACE), build_tasks=True)
     rng = random.Random(0)
     # The layout before compaction also encoded each file with pyarrow's defaults.
     store = ResultStore(out) if merge_at is None else ResultStore(out, merge_at=merge_at, small_files={})
-    number, seconds = 0, 0.0
+    number, seconds = 0, (0.0, 0.0)
     while True:
         n = yield seconds
         cases = []
@@ -62,12 +65,12 @@ def filler(out: str, merge_at: int | None):
                       rng.uniform(p.low, p.high) if p.kind == "float" else rng.choice(p.choices) for p in space.params}
             cases.append((space, load_config(space.config(values)), number, rng.random()))
             number += 1
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         for space, cfg, trial, error in cases:
             store.write_trial(space.family, space.study, cfg, row(spec, space, trial, error, rng), curve(error))
         if n == 0 and merge_at is None:
             store.compact(final=True)  # what the end of a sweep does
-        seconds = time.perf_counter() - started
+        seconds = time.perf_counter() - started, time.process_time() - cpu
 
 
 def row(spec, space, number: int, error: float, rng: random.Random) -> dict:
@@ -83,20 +86,51 @@ def curve(error: float) -> list[dict]:
     return [{"epoch": e, "val_error": error + 1 / e, "train_loss": error + 2 / e} for e in range(1, EPOCHS + 1)]
 
 
-def fill_side_by_side(outs: dict[str, int | None], trials: int, chunk: int = 500) -> dict[str, float]:
-    """Write `trials` trials into each store, `chunk` at a time in turn, so that the machine's state (the
-    kernel flushing what one side wrote, a burst of load from elsewhere) weighs on both alike. Each store's
-    seconds per trial: the median over its chunks (every chunk holds its merges), plus the final merge
-    spread over all trials."""
-    fillers = {out: filler(out, merge_at) for out, merge_at in outs.items()}
-    chunks: dict[str, list[float]] = {out: [] for out in outs}
-    for f in fillers.values():
-        next(f)
-    for done in range(0, trials, chunk):
-        n = min(chunk, trials - done)
-        for out, f in fillers.items():
-            chunks[out].append(f.send(n) / n)
-    return {out: statistics.median(chunks[out]) + f.send(0) / trials for out, f in fillers.items()}
+def fill_side_by_side(outs: dict[str, int | None], trials: int, chunk: int = 100) -> dict[str, tuple[float, float]]:
+    """Write `trials` trials into each store, `chunk` at a time in turn, and return each store's wall and
+    CPU seconds per trial: all its chunks and its final merge over all its trials.
+
+    Small chunks in turn put both sides under the same swings of the machine (flushing what was
+    written, load from elsewhere). Each store is written by its own process, as a sweep's driver
+    writes its own, so one side's heap (and the garbage collections it triggers) does not bill the
+    other. Totals, not a median chunk: a merge lands in some chunks only, and its cost counts."""
+    writers = {out: subprocess.Popen([sys.executable, "-m", "benchmarks.results_scale", "--fill", out, str(merge_at)],
+                                     cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+               for out, merge_at in outs.items()}
+
+    def send(writer: subprocess.Popen, n: int) -> tuple[float, float]:
+        writer.stdin.write(f"{n}\n")
+        writer.stdin.flush()
+        wall, cpu = writer.stdout.readline().split()
+        return float(wall), float(cpu)
+
+    seconds = {out: (0.0, 0.0) for out in outs}
+
+    def add(out: str, n: int) -> None:
+        wall, cpu = send(writers[out], n)
+        seconds[out] = (seconds[out][0] + wall, seconds[out][1] + cpu)
+
+    try:
+        for writer in writers.values():
+            send(writer, 50)  # imports and caches, outside either side's figure (its trials stay in the store)
+        for done in range(0, trials, chunk):
+            for out in outs:
+                add(out, min(chunk, trials - done))
+        for out in outs:
+            add(out, 0)  # the end of the sweep: the final merge
+    finally:
+        for writer in writers.values():
+            writer.stdin.close()
+            writer.wait()
+    return {out: (wall / trials, cpu / trials) for out, (wall, cpu) in seconds.items()}
+
+
+def serve_fill(out: str, merge_at: str) -> None:
+    """The writer process of `fill_side_by_side`: `n` on a line in, the wall and CPU seconds those n took out."""
+    fill = filler(out, None if merge_at == "None" else int(merge_at))
+    next(fill)
+    for line in sys.stdin:
+        print(*fill.send(int(line)), flush=True)
 
 
 def read_time(out: str, reader) -> float:
@@ -137,15 +171,28 @@ def run(size: Size) -> Result:
     many, equal = SIZES[size]
     with tempfile.TemporaryDirectory() as tmp:
         old, small, big = f"{tmp}/per_trial", f"{tmp}/compacted_equal", f"{tmp}/compacted"
-        fill_side_by_side({f"{tmp}/warm_up": None}, 50)  # imports and caches, outside either side's figure
-        writes = fill_side_by_side({old: NEVER, small: None}, equal)
-        old_write, small_write = writes[old], writes[small]
-        big_write = fill_side_by_side({big: None}, many)[big]
+        # How long the kernel takes to create a file differs from one directory to the next and from one
+        # minute to the next, by as much as the layouts differ: the write cost is the median of rounds,
+        # each a fresh pair of stores written in turn.
+        rounds = []
+        for k in range(ROUNDS[size]):
+            pair = (old, small) if k == 0 else (f"{tmp}/per_trial_{k}", f"{tmp}/compacted_equal_{k}")
+            writes = fill_side_by_side({pair[0]: NEVER, pair[1]: None}, equal)
+            rounds.append((writes[pair[0]], writes[pair[1]]))
+            if k:
+                for out in pair:
+                    shutil.rmtree(out)
+        middle = sorted(rounds, key=lambda r: r[1][0] / r[0][0])[len(rounds) // 2]
+        (old_write, old_cpu), (small_write, small_cpu) = middle
+        big_write = fill_side_by_side({big: None}, many)[big][0]
         old_read, small_read = read_time(old, by_pandas), read_time(small, by_pandas)
         details = {"trials": many, "equal_rows": equal, "pandas_s": round(read_time(big, by_pandas), 3),
                    "per_trial_pandas_s": round(old_read, 3), "compacted_pandas_s": round(small_read, 3),
                    "bytes_per_row": round(bytes_per_row(big)), "per_trial_bytes_per_row": round(bytes_per_row(old)),
-                   "write_ms": round(small_write * 1e3, 3), "write_ms_at_all_trials": round(big_write * 1e3, 3), "per_trial_write_ms": round(old_write * 1e3, 3),
+                   "write_ms": round(small_write * 1e3, 3), "per_trial_write_ms": round(old_write * 1e3, 3),
+                   "write_cpu_ms": round(small_cpu * 1e3, 3), "per_trial_write_cpu_ms": round(old_cpu * 1e3, 3),
+                   "write_ratio_by_round": [round(c[0] / o[0], 3) for o, c in rounds],
+                   "write_ms_at_all_trials": round(big_write * 1e3, 3),
                    "files": sum(1 for _ in (Path(big) / "trials").rglob("*.parquet"))}
         for name, reader in (("duckdb", by_duckdb), ("polars", by_polars)):
             try:
@@ -159,4 +206,7 @@ def run(size: Size) -> Result:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--fill"]:
+        serve_fill(*sys.argv[2:4])
+        sys.exit()
     print(json.dumps(run(sys.argv[1] if len(sys.argv) > 1 else "quick").as_json(), indent=1))
