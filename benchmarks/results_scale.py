@@ -17,13 +17,12 @@ time in turn at equal rows, each by its own process; the median of 3 such rounds
 `ratio` is the one-file-per-trial read time over the compacted one at equal rows; the goals (all must hold for `met`): 100,000 compacted rows read by pandas in <= 5 s, ratio
 >= 10, <= 1 KB per row, and a write cost per trial no higher than one file per trial's.
 
-    python -m benchmarks.results_scale [tiny|quick|full]   # prints JSON
+    python -m benchmarks.results_scale [tiny|quick|full] [--dir=PATH]   # prints JSON; stores under PATH
 """
 from __future__ import annotations
 
 import json
 import random
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -167,26 +166,37 @@ def bytes_per_row(out: str) -> float:
     return sum(p.stat().st_size for p in files) / expected_rows(out)
 
 
-def run(size: Size) -> Result:
+def file_system(path: str) -> str:
+    """The type of the file system `path` is on, from /proc/mounts (Linux; "unknown" elsewhere): file
+    creation costs differ between them (see run)."""
+    try:
+        mounts = [line.split()[1:3] for line in Path("/proc/mounts").read_text().splitlines()]
+    except OSError:
+        return "unknown"
+    path = str(Path(path).resolve())
+    found = max((m for m in mounts if path == m[0] or path.startswith(m[0].rstrip("/") + "/")),
+                key=lambda m: len(m[0]), default=None)
+    return found[1] if found else "unknown"
+
+
+def run(size: Size, where: str | None = None) -> Result:
+    """Measure in a temporary directory under `where` (the system's default when None)."""
     many, equal = SIZES[size]
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=where) as tmp:
         old, small, big = f"{tmp}/per_trial", f"{tmp}/compacted_equal", f"{tmp}/compacted"
-        # How long the kernel takes to create a file differs from one directory to the next and from one
-        # minute to the next, by as much as the layouts differ: the write cost is the median of rounds,
-        # each a fresh pair of stores written in turn.
+        # The write cost is the median of rounds, each a fresh pair of stores written in turn. No store is
+        # deleted before the end: on an ext4 without a journal, the kernel skips inodes freed in the last
+        # half minute when it makes a file, one by one, so deleting thousands would bill the next round.
         rounds = []
         for k in range(ROUNDS[size]):
             pair = (old, small) if k == 0 else (f"{tmp}/per_trial_{k}", f"{tmp}/compacted_equal_{k}")
             writes = fill_side_by_side({pair[0]: NEVER, pair[1]: None}, equal)
             rounds.append((writes[pair[0]], writes[pair[1]]))
-            if k:
-                for out in pair:
-                    shutil.rmtree(out)
         middle = sorted(rounds, key=lambda r: r[1][0] / r[0][0])[len(rounds) // 2]
         (old_write, old_cpu), (small_write, small_cpu) = middle
         big_write = fill_side_by_side({big: None}, many)[big][0]
         old_read, small_read = read_time(old, by_pandas), read_time(small, by_pandas)
-        details = {"trials": many, "equal_rows": equal, "pandas_s": round(read_time(big, by_pandas), 3),
+        details = {"trials": many, "equal_rows": equal, "file_system": file_system(tmp), "pandas_s": round(read_time(big, by_pandas), 3),
                    "per_trial_pandas_s": round(old_read, 3), "compacted_pandas_s": round(small_read, 3),
                    "bytes_per_row": round(bytes_per_row(big)), "per_trial_bytes_per_row": round(bytes_per_row(old)),
                    "write_ms": round(small_write * 1e3, 3), "per_trial_write_ms": round(old_write * 1e3, 3),
@@ -209,4 +219,6 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--fill"]:
         serve_fill(*sys.argv[2:4])
         sys.exit()
-    print(json.dumps(run(sys.argv[1] if len(sys.argv) > 1 else "quick").as_json(), indent=1))
+    args = [a for a in sys.argv[1:] if not a.startswith("--dir=")]
+    where = next((a.removeprefix("--dir=") for a in sys.argv[1:] if a.startswith("--dir=")), None)
+    print(json.dumps(run(args[0] if args else "quick", where).as_json(), indent=1))
