@@ -17,7 +17,7 @@ time in turn at equal rows, each by its own process; the median of 3 such rounds
 `ratio` is the one-file-per-trial read time over the compacted one at equal rows; the goals (all must hold for `met`): 100,000 compacted rows read by pandas in <= 5 s, ratio
 >= 10, <= 1 KB per row, and a write cost per trial no higher than one file per trial's.
 
-    python -m benchmarks.results_scale [tiny|quick|full] [--dir=PATH]   # prints JSON; stores under PATH
+    [TMPDIR=PATH] python -m benchmarks.results_scale [tiny|quick|full]   # prints JSON; stores under PATH
 """
 from __future__ import annotations
 
@@ -179,10 +179,10 @@ def file_system(path: str) -> str:
     return found[1] if found else "unknown"
 
 
-def run(size: Size, where: str | None = None) -> Result:
-    """Measure in a temporary directory under `where` (the system's default when None)."""
+def run(size: Size) -> Result:
+    """Measure in a temporary directory: under $TMPDIR, so `TMPDIR=PATH` picks the file system."""
     many, equal = SIZES[size]
-    with tempfile.TemporaryDirectory(dir=where) as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
         old, small, big = f"{tmp}/per_trial", f"{tmp}/compacted_equal", f"{tmp}/compacted"
         # The write cost is the median of rounds, each a fresh pair of stores written in turn. No store is
         # deleted before the end: on an ext4 without a journal, the kernel skips inodes freed in the last
@@ -219,6 +219,4 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--fill"]:
         serve_fill(*sys.argv[2:4])
         sys.exit()
-    args = [a for a in sys.argv[1:] if not a.startswith("--dir=")]
-    where = next((a.removeprefix("--dir=") for a in sys.argv[1:] if a.startswith("--dir=")), None)
-    print(json.dumps(run(args[0] if args else "quick", where).as_json(), indent=1))
+    print(json.dumps(run(sys.argv[1] if len(sys.argv) > 1 else "quick").as_json(), indent=1))
