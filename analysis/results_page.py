@@ -896,7 +896,9 @@ def build(samples: int, seed: int = 0) -> tuple[str, list[Claim]]:
                           "Assumption 1 (real images)"),
         assumption2_claim(found["teacher_scaling"], samples),
     ]
-    return page(claims, experiments), claims
+    # The seeded repeats of a search (teacher_capacity_seed1, ...) are listed with their compute and protocol too.
+    repeats = [e for name in EXPERIMENTS for e in searches(name)[1:] if e.name != name]
+    return page(claims, experiments + repeats), claims
 
 
 def main(argv: list[str] | None = None) -> int:
