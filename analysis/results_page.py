@@ -372,9 +372,9 @@ def total_claim(exp: Experiment | None, samples: int, title: str) -> Claim:
     for variant, seeded in trials.groupby("variant", sort=True):
         table = smallest(seeded, o.error_targets, o.metric, o.report, "params_total", exp.epochs)
         verdict, why = total_verdict(seeded, table, o.metric, samples)
-        edge = conditioner_on_bound(exp, seeded, table)
-        if edge and verdict in (HOLDS, FAILS):
-            verdict, why = INCONCLUSIVE, f"{why}; {edge}"
+        # Said whatever the verdict (where the search must widen next); it also keeps one from deciding.
+        if edge := conditioner_on_bound(exp, seeded, table):
+            verdict, why = INCONCLUSIVE if verdict in (HOLDS, FAILS) else verdict, f"{why}; {edge}"
         verdicts.append(verdict)
         whys.append(f"{variant or exp.name}: {verdict} ({why})")
     return Claim(title, claim, exp.name, across(verdicts), "; ".join(whys) + on(label), body)

@@ -390,6 +390,9 @@ def test_whole_model_rule_has_all_four_outcomes(tmp_path, monkeypatch):
     edge = whole_model(hyper_total=100, widths=(256, 8))  # the best f at the top of its range: widen it first
     assert edge.verdict == INCONCLUSIVE and "best conditioner on a search bound: " in edge.why
     assert "hyper width 256 at eps 0.01" in edge.why
+    # Undecided by the numbers, the bound is still named: it says where the search must widen next.
+    close = whole_model(hyper_total=1095, widths=(256, 8))  # f + g within 1% of e + q
+    assert close.verdict == INCONCLUSIVE and "hyper width 256 at eps 0.01" in close.why, close.why
     pinned = whole_model(hyper_total=100, widths=(128,), depths=(2,))
     assert pinned.verdict == NOT_TESTED and "f and e were pinned (128 x 2, not searched)" in pinned.why
     generic = whole_model(hyper_total=100, target="mlp")
