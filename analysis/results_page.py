@@ -146,10 +146,14 @@ def read(name: str) -> Experiment | None:
                       DATA / f"{name}.space.yaml")
 
 
+def repeats(name: str) -> list[str]:
+    """The names of the committed seeded repeats of one experiment, `name`_seed<k>."""
+    return sorted(p.name.removesuffix(".trials.parquet") for p in DATA.glob(f"{name}_seed*.trials.parquet"))
+
+
 def searches(name: str) -> list[Experiment]:
     """The committed searches of one experiment: `name` and its seeded repeats `name`_seed<k>."""
-    repeats = sorted(p.name.removesuffix(".trials.parquet") for p in DATA.glob(f"{name}_seed*.trials.parquet"))
-    return [e for e in (read(n) for n in [name, *repeats]) if e is not None]
+    return [e for e in (read(n) for n in [name, *repeats(name)]) if e is not None]
 
 
 def teachers(exp: Experiment) -> dict[str, pd.DataFrame]:
@@ -374,7 +378,9 @@ def total_claim(exp: Experiment | None, samples: int, title: str) -> Claim:
         verdict, why = total_verdict(seeded, table, o.metric, samples)
         # Said whatever the verdict (where the search must widen next); it also keeps one from deciding.
         if edge := conditioner_on_bound(exp, seeded, table):
-            verdict, why = INCONCLUSIVE if verdict in (HOLDS, FAILS) else verdict, f"{why}; {edge}"
+            why = f"{why}; {edge}"
+            if verdict in (HOLDS, FAILS):
+                verdict = INCONCLUSIVE
         verdicts.append(verdict)
         whys.append(f"{variant or exp.name}: {verdict} ({why})")
     return Claim(title, claim, exp.name, across(verdicts), "; ".join(whys) + on(label), body)
@@ -897,8 +903,8 @@ def build(samples: int, seed: int = 0) -> tuple[str, list[Claim]]:
         assumption2_claim(found["teacher_scaling"], samples),
     ]
     # The seeded repeats of a search (teacher_capacity_seed1, ...) are listed with their compute and protocol too.
-    repeats = [e for name in EXPERIMENTS for e in searches(name)[1:] if e.name != name]
-    return page(claims, experiments + repeats), claims
+    seeded = [read(repeat) for name in EXPERIMENTS for repeat in repeats(name)]
+    return page(claims, experiments + seeded), claims
 
 
 def main(argv: list[str] | None = None) -> int:

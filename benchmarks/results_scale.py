@@ -14,8 +14,9 @@ Figures: the time `pd.read_parquet(OUT/trials)` takes (best of 3), also with Duc
 where installed, bytes on disk per trial row, and the driver's write cost per trial (compactions
 included, amortised): wall and CPU seconds over all trials, the two layouts written 100 trials at a
 time in turn at equal rows, each by its own process; the median of 3 such rounds (fresh stores each).
-`ratio` is the one-file-per-trial read time over the compacted one at equal rows; the goals (all must hold for `met`): 100,000 compacted rows read by pandas in <= 5 s, ratio
->= 10, <= 1 KB per row, and a write cost per trial no higher than one file per trial's.
+`ratio` is the one-file-per-trial read time over the compacted one at equal rows; the goals (all must
+hold for `met`): 100,000 compacted rows read by pandas in <= 5 s, ratio >= 10, <= 1 KB per row, and a
+write cost per trial no higher than one file per trial's.
 
     [TMPDIR=PATH] python -m benchmarks.results_scale [tiny|quick|full]   # prints JSON; stores under PATH
 """
@@ -196,7 +197,8 @@ def run(size: Size) -> Result:
         (old_write, old_cpu), (small_write, small_cpu) = middle
         big_write = fill_side_by_side({big: None}, many)[big][0]
         old_read, small_read = read_time(old, by_pandas), read_time(small, by_pandas)
-        details = {"trials": many, "equal_rows": equal, "file_system": file_system(tmp), "pandas_s": round(read_time(big, by_pandas), 3),
+        details = {"trials": many, "equal_rows": equal, "file_system": file_system(tmp),
+                   "pandas_s": round(read_time(big, by_pandas), 3),
                    "per_trial_pandas_s": round(old_read, 3), "compacted_pandas_s": round(small_read, 3),
                    "bytes_per_row": round(bytes_per_row(big)), "per_trial_bytes_per_row": round(bytes_per_row(old)),
                    "write_ms": round(small_write * 1e3, 3), "per_trial_write_ms": round(old_write * 1e3, 3),
