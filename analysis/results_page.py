@@ -68,7 +68,7 @@ DATA = ROOT / "docs" / "results" / "data"
 FIGURES = ROOT / "docs" / "results"
 EXPERIMENTS = ["teacher_scaling", "teacher_dims", "rotation_depth_digits", "rotation_depth_digits_tuned",
                "rotation_width_digits", "rotation_smallest_digits", "whole_model_teacher", "teacher_capacity",
-               "rotation_width_embedding"]
+               "rotation_width_embedding", "teacher_embedding_plateau"]
 SEED = 0  # of every resampling on the page, so the page is reproducible (`--seed` sets it)
 MIN_SEARCHES = 3  # independently seeded searches the teacher size claim needs to hold or fail
 
@@ -222,13 +222,23 @@ def tightest_shared(table: pd.DataFrame, families: list[str]) -> float | None:
     return float(shared.index.min()) if not shared.empty else None
 
 
-def frontier_rows(table: pd.DataFrame, count: str, metric: str, report: str) -> pd.DataFrame:
-    """The frontier with its flags, as the page shows it."""
+def frontier_rows(table: pd.DataFrame, count: str, metric: str, report: str,
+                  conditioner: bool = False) -> pd.DataFrame:
+    """The frontier with its flags, as the page shows it: with the variant where a table holds several
+    (teacher seeds), and with `conditioner` the chosen f's or e's width x depth (where it sits against
+    its search bounds)."""
     found = table[table["found"]]
-    return pd.DataFrame({"target": found["target"], "family": found["family"], count: found[count].astype(int),
+    rows = pd.DataFrame({"target": found["target"], "family": found["family"], count: found[count].astype(int),
                          "params_total": found["params_total"].astype(int), metric: found[metric],
                          report: found[report],
                          "training-limited": flag_texts(found)})
+    if conditioner and "conditioner.width" in found:
+        shape = [f"{w:g} x {d:g}" if pd.notna(w) and pd.notna(d) else "-"
+                 for w, d in zip(found["conditioner.width"], found["conditioner.depth"], strict=True)]
+        rows.insert(rows.columns.get_loc("params_total") + 1, "f / e (width x depth)", shape)
+    if found["variant"].nunique() > 1:
+        rows.insert(0, "variant", found["variant"])
+    return rows
 
 
 def limited(table: pd.DataFrame, family: str, target: float) -> bool:
@@ -359,10 +369,13 @@ def total_claim(exp: Experiment | None, samples: int, title: str) -> Claim:
     o = exp.objective
     per_teacher = teachers(exp)
     body = []
+    if searched := conditioner_ranges(exp):
+        body += [f"Searched for f and e: {searched}. A best conditioner on an end of its range (other than "
+                 "width 1) keeps a seed from deciding: the range must be widened first.", ""]
     for label, trials in per_teacher.items():
         table = smallest(trials, o.error_targets, o.metric, o.report, "params_total", exp.epochs)
         body += [f"**{TEACHER_LABELS.get(label, 'Frontier')}** (by total parameters)", "",
-                 *markdown(frontier_rows(table, "params_total", o.metric, o.report)), ""]
+                 *markdown(frontier_rows(table, "params_total", o.metric, o.report, conditioner=True)), ""]
     if "" not in per_teacher and FAVOURABLE not in per_teacher:
         return Claim(title, claim, exp.name, NOT_TESTED,
                      "judged on the generic teacher only; the paper claims a smaller whole model for a structured "
@@ -386,6 +399,73 @@ def total_claim(exp: Experiment | None, samples: int, title: str) -> Claim:
     return Claim(title, claim, exp.name, across(verdicts), "; ".join(whys) + on(label), body)
 
 
+PLATEAU_GAP = 0.25  # "comes within 25% of N": the flat-in-size rule's tolerance (FLAT_TOLERANCE)
+PINNED_E = (128, 2)  # the e that the capacity searches kept fixed in front of q
+
+
+def plateau_claim(exp: Experiment | None, title: str) -> Claim:
+    """Rule (fixed in advance), on teacher_embedding_plateau's grid: q fixed at sizes of N, e's width
+    and depth and the lr on a grid, embedding_dim = dim_i so that q has N's parameter count. Per q size,
+    each e's best val error over the lr grid against N's best at that size. Holds (the stall is q's
+    capacity) when at every size the pinned 128 x 2 e comes within PLATEAU_GAP of N; does not hold when
+    at some size it is further than that from N, and the why names the cause: "the conditioner" where a
+    smaller e does come within PLATEAU_GAP, "not resolved" where none does. Inconclusive when the pinned
+    e's or N's best lr at a size sits on an edge of the grid (a wider grid could change the gap)."""
+    claim = ("the embedding's stall on the generic teacher is q's capacity: with the 128 x 2 e that the capacity "
+             "searches pinned, q comes within 25% of the plain net N of the same size")
+    if exp is None:
+        return Claim(title, claim, "-", NOT_RUN, "no committed results", [])
+    ok = exp.trials[exp.trials["status"] == OK].dropna(subset=["val_error"])
+    width, cw, cd, lr = ("config.model.primary.width", "config.model.conditioner.width",
+                         "config.model.conditioner.depth", "config.train.lr")
+    grid = [p.choices for space in exp.spec.studies for p in space.params if p.name == "train.lr"][0]
+    edges = (min(grid), max(grid))
+    rows, verdicts, whys = [], [], []
+    for w, at_w in ok.groupby(width):
+        plain = at_w[at_w["family"] == "standard"]
+        conditioned = at_w[at_w["family"] == "embedding"]
+        if plain.empty or conditioned.empty:
+            continue
+        n_best = plain.loc[plain["val_error"].idxmin()]
+        best = conditioned.loc[conditioned.groupby([cw, cd])["val_error"].idxmin()]
+        gap = best["val_error"] / n_best["val_error"] - 1
+        rows += [{"q / N width": int(w), "model": "N", "params_primary": int(n_best["params_primary"]),
+                  "best val_error": float(n_best["val_error"]), "its lr": float(n_best[lr]), "vs N": "-"}]
+        rows += [{"q / N width": int(w), "model": f"e {int(r[cw])} x {int(r[cd])} + q",
+                  "params_primary": int(r["params_primary"]), "best val_error": float(r["val_error"]),
+                  "its lr": float(r[lr]), "vs N": f"{g:+.0%}"} for r, g in zip(best.to_dict("records"), gap)]
+        pinned = (best[cw] == PINNED_E[0]) & (best[cd] == PINNED_E[1])
+        if not pinned.any():
+            continue
+        pinned_gap = float(gap[pinned].iloc[0])
+        on_edge = [name for name, value in (("N", n_best[lr]), ("e 128 x 2", best[pinned][lr].iloc[0]))
+                   if value in edges]
+        closest = best.loc[gap.idxmin()]
+        text = (f"width {int(w)}: 128 x 2 e {pinned_gap:+.0%} against N ({best[pinned]['val_error'].iloc[0]:.3g} "
+                f"vs {n_best['val_error']:.3g})")
+        if on_edge:
+            verdicts.append(INCONCLUSIVE)
+            text += f"; best lr on the grid's edge for {' and '.join(on_edge)}"
+        elif pinned_gap <= PLATEAU_GAP:
+            verdicts.append(HOLDS)
+        else:
+            verdicts.append(FAILS)
+            if gap.min() <= PLATEAU_GAP:
+                text += (f"; the conditioner: e {int(closest[cw])} x {int(closest[cd])} comes within "
+                         f"{gap.min():+.0%}")
+            else:
+                text += (f"; not resolved: no e comes within 25% (closest: e {int(closest[cw])} x "
+                         f"{int(closest[cd])}, {gap.min():+.0%})")
+        whys.append(text)
+    if not verdicts:
+        return Claim(title, claim, exp.name, NOT_TESTED, "no q size ran with both N and the pinned 128 x 2 e", [])
+    verdict = FAILS if FAILS in verdicts else (INCONCLUSIVE if INCONCLUSIVE in verdicts else HOLDS)
+    body = ["Per q size, each model's best val error over the lr grid "
+            f"({', '.join(f'{v:g}' for v in grid)}); embedding_dim = dim_i, so q has N's parameter count.", "",
+            *markdown(pd.DataFrame(rows)), ""]
+    return Claim(title, claim, exp.name, verdict, "; ".join(whys) + on(GENERIC), body)
+
+
 def pinned_conditioners(trials: pd.DataFrame) -> str:
     """'' when f's and e's width and depth were searched, else why the whole model cannot be compared."""
     conditioned = trials[trials["family"].isin(CONDITIONED) & (trials["status"] == OK)]
@@ -396,6 +476,20 @@ def pinned_conditioners(trials: pd.DataFrame) -> str:
     shape = " x ".join(str(int(conditioned[c].iloc[0])) for c in CONDITIONER if c in conditioned)
     return (f"f and e were pinned ({shape}, not searched), so the conditioner sets the total by design "
             f"(a median {share_f:.1%} of the conditioned models' totals is not the primary net)")
+
+
+def conditioner_ranges(exp: Experiment) -> str:
+    """Each conditioned family's searched f / e width and depth, as 'hyper width 1-256, depth 1-5; ...'."""
+    ranges = []
+    for space in exp.spec.studies:
+        parts = []
+        for p in space.params:
+            if p.name in ("model.conditioner.width", "model.conditioner.depth"):
+                low, high = (min(p.choices), max(p.choices)) if p.choices else (p.low, p.high)
+                parts.append(f"{p.name.rsplit('.', 1)[-1]} {low:g}-{high:g}")
+        if parts and space.family in CONDITIONED:
+            ranges.append(f"{space.family} {', '.join(parts)}")
+    return "; ".join(dict.fromkeys(ranges))
 
 
 def conditioner_on_bound(exp: Experiment, trials: pd.DataFrame, table: pd.DataFrame) -> str:
@@ -888,6 +982,7 @@ def build(samples: int, seed: int = 0) -> tuple[str, list[Claim]]:
                    "Smaller primary nets (teacher)",
                    "at equal error, g needs an order of magnitude or more fewer parameters than q", MIN_SEARCHES),
         total_claim(found["whole_model_teacher"] or found["teacher_scaling"], samples, "Whole model (teacher)"),
+        plateau_claim(found["teacher_embedding_plateau"], "Embedding plateau (teacher)"),
         slope_claim(found["teacher_scaling"], samples),
         dims_claim(found["teacher_dims"], samples),
         depth_claim(found["rotation_depth_digits_tuned"], "Rotation prediction against depth (tuned recipe)",

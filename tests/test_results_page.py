@@ -399,6 +399,47 @@ def test_whole_model_rule_has_all_four_outcomes(tmp_path, monkeypatch):
     assert generic.verdict == NOT_TESTED and generic.why.startswith("judged on the generic teacher only")
 
 
+def test_whole_model_table_names_each_teacher_seed_and_where_each_best_conditioner_sits(tmp_path, monkeypatch):
+    monkeypatch.setattr(results_page, "FIGURES", tmp_path)
+    claim = whole_model(hyper_total=100, widths=(8,), depths=(3,))
+    body = "\n".join(claim.body)
+    assert "Searched for f and e: hyper width 1-256, depth 1-5; embedding width 1-256, depth 1-5." in body
+    assert "| target | family | params_total | f / e (width x depth) |" in body  # one teacher seed: no variant column
+    assert "| 0.01 | hyper | 110 | 8 x 3 |" in body and "| 0.01 | standard | 2,000 | - |" in body
+    two_seeds = pd.concat([at("hyper", [10], 0.005).assign(variant="seed=0"),
+                           at("hyper", [20], 0.005, start=1).assign(variant="seed=1")])
+    table = smallest(two_seeds, [0.01])
+    rows = results_page.frontier_rows(table, "params_primary", "val_error", "test_error")
+    assert list(rows["variant"]) == ["seed=0", "seed=1"]  # three teacher seeds' frontiers in one table stay apart
+
+
+def plateau(pinned: float, small: float, lr: float = 0.01) -> results_page.Claim:
+    """plateau_claim on teacher_embedding_plateau's grid at q width 16: N reaches 0.005 at lr 0.01, the
+    pinned 128 x 2 e reaches `pinned` at `lr`, an 8 x 1 e reaches `small`, everything else 0.1."""
+    rows = [{"family": "standard", "config.model.primary.width": 16, "config.train.lr": lr_,
+             "val_error": 0.005 if lr_ == 0.01 else 0.1} for lr_ in (0.001, 0.01, 0.1)]
+    for (w, d), best in (((128, 2), pinned), ((8, 1), small)):
+        rows += [{"family": "embedding", "config.model.primary.width": 16, "config.model.conditioner.width": w,
+                  "config.model.conditioner.depth": d, "config.train.lr": lr_,
+                  "val_error": best if lr_ == lr else 0.1} for lr_ in (0.001, 0.01, 0.1)]
+    trials = pd.DataFrame(rows).assign(variant="", status="ok", params_primary=400, trial=range(len(rows)))
+    exp = results_page.Experiment("teacher_embedding_plateau", trials, None,
+                                  results_page.ROOT / "search_spaces" / "teacher_embedding_plateau.yaml")
+    return results_page.plateau_claim(exp, "Embedding plateau (teacher)")
+
+
+def test_plateau_rule_names_q_capacity_the_conditioner_or_nothing():
+    assert plateau(pinned=0.006, small=0.02).verdict == HOLDS  # 128 x 2 e within 25% of N: q's capacity
+    conditioner = plateau(pinned=0.012, small=0.0055)
+    assert conditioner.verdict == FAILS and "the conditioner: e 8 x 1 comes within +10%" in conditioner.why
+    unresolved = plateau(pinned=0.012, small=0.009)
+    assert unresolved.verdict == FAILS and "not resolved: no e comes within 25% (closest: e 8 x 1, +80%)" in \
+        unresolved.why
+    edge = plateau(pinned=0.012, small=0.0055, lr=0.1)  # the pinned e's best lr is the grid's top
+    assert edge.verdict == INCONCLUSIVE and "best lr on the grid's edge for e 128 x 2" in edge.why
+    assert "| 16 | e 128 x 2 + q | 400 | 0.012 | 0.01 | +140% |" in "\n".join(conditioner.body)
+
+
 def test_dims_rule_is_inconclusive_on_a_slope_resting_on_less_than_a_decade():
     trials = pd.concat([law("hyper", 0.5, SIZES, variant="dim_i=2", dim_i=2),
                         law("embedding", 1.0, SIZES, variant="dim_i=2", dim_i=2, seed=1),
