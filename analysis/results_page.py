@@ -418,7 +418,7 @@ def plateau_claim(exp: Experiment | None, title: str) -> Claim:
     ok = exp.trials[exp.trials["status"] == OK].dropna(subset=["val_error"])
     width, cw, cd, lr = ("config.model.primary.width", "config.model.conditioner.width",
                          "config.model.conditioner.depth", "config.train.lr")
-    grid = [p.choices for space in exp.spec.studies for p in space.params if p.name == "train.lr"][0]
+    grid = next(p.choices for space in exp.spec.studies for p in space.params if p.name == "train.lr")
     edges = (min(grid), max(grid))
     rows, verdicts, whys = [], [], []
     for w, at_w in ok.groupby(width):
@@ -433,7 +433,7 @@ def plateau_claim(exp: Experiment | None, title: str) -> Claim:
                   "best val_error": float(n_best["val_error"]), "its lr": float(n_best[lr]), "vs N": "-"}]
         rows += [{"q / N width": int(w), "model": f"e {int(r[cw])} x {int(r[cd])} + q",
                   "params_primary": int(r["params_primary"]), "best val_error": float(r["val_error"]),
-                  "its lr": float(r[lr]), "vs N": f"{g:+.0%}"} for r, g in zip(best.to_dict("records"), gap)]
+                  "its lr": float(r[lr]), "vs N": f"{g:+.0%}"} for r, g in zip(best.to_dict("records"), gap, strict=True)]
         pinned = (best[cw] == PINNED_E[0]) & (best[cd] == PINNED_E[1])
         if not pinned.any():
             continue
