@@ -850,7 +850,42 @@ def threats(experiments: list[Experiment], claims: list[Claim]) -> list[str]:
     if inconclusive:
         lines.append(f"- **Inconclusive** ({', '.join(inconclusive)}): the data could not decide under the rules; "
                      "each claim below says why.")
+    lines += [f"- **What would decide {c.title}** ({c.verdict}): {WOULD_DECIDE[c.title]}." for c in claims
+              if c.verdict in (INCONCLUSIVE, NOT_TESTED) and c.title in WOULD_DECIDE]
     return lines
+
+
+# What each claim's table cannot decide yet would take: design, not data (the why says what fell short).
+WOULD_DECIDE = {
+    "Smaller primary nets (teacher)":
+        "every search's share of resamples >= 10x clearing 97.5% (or every search's share below 10x doing so) "
+        "at the tightest target both families reach; a search's bootstrap has only its own few trials near that "
+        "target, so more trials per search there, and the embedding's q trained to its capacity at that target "
+        "(Embedding plateau says whether the pinned 128 x 2 e holds q back)",
+    "Whole model (teacher)":
+        "at each teacher seed's tightest shared target, f + g below (or above) e + q and N in 97.5% of resamples "
+        "at frontier points that are not training-limited and whose best f and e sit inside their searched "
+        "ranges: more trials per study near the tight targets, and epochs enough that those trials' curves "
+        "have stopped falling",
+    "Scaling exponents":
+        "each family's slope resting on >= 3 capacity-limited frontier points over >= 1 decade of eps; a family "
+        "short of that needs its frontier pushed to tighter targets (more trials and epochs there)",
+    "Dependence on n = dim_i":
+        "slopes over >= 1 decade of eps for both families at both n, which 10 trials per study and 60 epochs did "
+        "not give: several times the trials at n = 8, where the frontier is the least resolved",
+    "Rotation prediction against depth (paper's recipe)":
+        "nothing within the paper's recipe: its 10 epochs of SGD leave the trials still improving, so the gap "
+        "it measures is one of training speed; the tuned recipe (Adam, 30 epochs, lr searched) is this page's "
+        "test of the claim",
+    "Assumption 1 (real images)":
+        "the median last/first disagreement settling below 0.5 or above 1 (between them it is still moving): "
+        "longer training of the same replicated trials, and a rerun recording epoch 0 of any experiment whose "
+        "curves start later",
+    "Whole model (real images)":
+        "f's and e's width and depth searched on rotation prediction, as whole_model_teacher does on the teacher",
+    "Embedding plateau (teacher)":
+        "a wider lr grid where a best lr sits on its edge, or more q sizes where they disagree",
+}
 
 
 EDGE = 0.1  # a continuous lr within the outer tenth of its log range sits on the edge

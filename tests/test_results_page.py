@@ -475,3 +475,17 @@ def test_an_embedding_point_that_a_smaller_plain_net_beats_while_underfitting_is
     assert flagged(train_loss=0.011) == ["embedding at eps 0.03 (5,000 parameters, val_error 0.012, train loss "
                                          "0.011; N reaches 0.009 with 1,500)"]
     assert flagged(train_loss=0.001) == []  # it fits its training set: not an optimisation limit
+
+
+def test_threats_say_what_would_decide_each_undecided_claim_and_nothing_for_a_decided_one():
+    undecided = results_page.Claim("Dependence on n = dim_i", "c", "teacher_dims", INCONCLUSIVE, "why", [])
+    decided = results_page.Claim("Scaling exponents", "c", "teacher_scaling", HOLDS, "why", [])
+    lines = results_page.threats([], [undecided, decided])
+    assert [line for line in lines if line.startswith("- **What would decide")] == [
+        f"- **What would decide Dependence on n = dim_i** (inconclusive): "
+        f"{results_page.WOULD_DECIDE['Dependence on n = dim_i']}."]
+    # Every text belongs to a claim the page states (a renamed claim must not lose its line silently).
+    source = (results_page.ROOT / "analysis" / "results_page.py").read_text()
+    before, after = source.split("WOULD_DECIDE = {")
+    elsewhere = before + after.split("\n}\n", 1)[1]
+    assert [title for title in results_page.WOULD_DECIDE if f'"{title}"' not in elsewhere] == []
