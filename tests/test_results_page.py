@@ -489,3 +489,10 @@ def test_threats_say_what_would_decide_each_undecided_claim_and_nothing_for_a_de
     before, after = source.split("WOULD_DECIDE = {")
     elsewhere = before + after.split("\n}\n", 1)[1]
     assert [title for title in results_page.WOULD_DECIDE if f'"{title}"' not in elsewhere] == []
+
+
+def test_a_failed_plateau_diagnosis_becomes_a_threat_to_the_size_ratios(tmp_path, monkeypatch):
+    pinned_worse = plateau(pinned=0.012, small=0.0055)
+    assert any(line.startswith("- **The pinned e holds q back**") for line in results_page.threats([], [pinned_worse]))
+    q_capacity = plateau(pinned=0.006, small=0.02)
+    assert not any("pinned e holds q back" in line for line in results_page.threats([], [q_capacity]))
