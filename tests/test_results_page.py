@@ -496,3 +496,20 @@ def test_a_failed_plateau_diagnosis_becomes_a_threat_to_the_size_ratios(tmp_path
     assert any(line.startswith("- **The pinned e holds q back**") for line in results_page.threats([], [pinned_worse]))
     q_capacity = plateau(pinned=0.006, small=0.02)
     assert not any("pinned e holds q back" in line for line in results_page.threats([], [q_capacity]))
+
+
+def test_size_tables_show_f_and_e_only_where_they_were_searched(tmp_path, monkeypatch):
+    spaces = results_page.ROOT / "search_spaces"
+    monkeypatch.setattr(results_page, "FIGURES", tmp_path)
+    monkeypatch.setattr(results_page, "ROOT", tmp_path)  # the page links its figures relative to ROOT
+
+    def body(name: str, widths, depths) -> str:
+        trials = pd.concat([at("hyper", range(10, 20), 0.005), at("embedding", range(200, 210), 0.005, start=10)])
+        trials = trials.assign(**{"config.model.conditioner.width": np.resize(widths, len(trials)),
+                                  "config.model.conditioner.depth": np.resize(depths, len(trials)),
+                                  "config.task.name": "teacher", "config.task.target": "mlp"})
+        exp = results_page.Experiment(name, trials, None, spaces / f"{name}.yaml")
+        return "\n".join(results_page.size_claim([exp], SAMPLES, "t", "c").body)
+
+    assert "| 0.01 | hyper | 10 | 10 | 8 x 2 |" in body("teacher_capacity_fe", (8, 16), (2, 3))
+    assert "f / e" not in body("teacher_capacity", (128,), (2,))  # pinned: the same 128 x 2 on every row says nothing
