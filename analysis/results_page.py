@@ -68,7 +68,8 @@ DATA = ROOT / "docs" / "results" / "data"
 FIGURES = ROOT / "docs" / "results"
 EXPERIMENTS = ["teacher_scaling", "teacher_dims", "rotation_depth_digits", "rotation_depth_digits_tuned",
                "rotation_width_digits", "rotation_smallest_digits", "whole_model_teacher", "teacher_capacity",
-               "rotation_width_embedding", "teacher_embedding_plateau", "teacher_capacity_fe"]
+               "rotation_width_embedding", "teacher_embedding_plateau", "teacher_capacity_fe",
+               "teacher_hyper_plateau"]
 SEED = 0  # of every resampling on the page, so the page is reproducible (`--seed` sets it)
 MIN_SEARCHES = 3  # independently seeded searches the teacher size claim needs to hold or fail
 
@@ -468,6 +469,32 @@ def plateau_claim(exp: Experiment | None, title: str) -> Claim:
     return Claim(title, claim, exp.name, verdict, "; ".join(whys) + on(GENERIC), body)
 
 
+def pinned_f_gaps(exp: Experiment | None) -> list[str]:
+    """Measurement (fixed in advance), on teacher_hyper_plateau's grid: per g width, the pinned 128 x 2 f's
+    best val error over the lr grid against the best of the other f's, as 'g width 4: 128 x 2 f +40%
+    against f 8 x 1 (0.014 vs 0.01)'; a best lr on an edge of the grid is said."""
+    if exp is None:
+        return []
+    ok = exp.trials[(exp.trials["status"] == OK) & (exp.trials["family"] == "hyper")].dropna(subset=["val_error"])
+    cw, cd, lr = "config.model.conditioner.width", "config.model.conditioner.depth", "config.train.lr"
+    grid = next(p.choices for space in exp.spec.studies for p in space.params if p.name == "train.lr")
+    gaps = []
+    for w, at_w in ok.groupby("config.model.primary.width"):
+        best = at_w.loc[at_w.groupby([cw, cd])["val_error"].idxmin()]
+        pinned = best[(best[cw] == PINNED_E[0]) & (best[cd] == PINNED_E[1])]
+        others = best.drop(pinned.index)
+        if pinned.empty or others.empty:
+            continue
+        mine, theirs = pinned.iloc[0], others.loc[others["val_error"].idxmin()]
+        edge = [f"{name}'s best lr {value:g}" for name, value in
+                (("128 x 2", mine[lr]), (f"{int(theirs[cw])} x {int(theirs[cd])}", theirs[lr]))
+                if value in (min(grid), max(grid))]
+        gaps.append(f"g width {int(w)}: 128 x 2 f {mine['val_error'] / theirs['val_error'] - 1:+.0%} against f "
+                    f"{int(theirs[cw])} x {int(theirs[cd])} ({mine['val_error']:.3g} vs {theirs['val_error']:.3g})"
+                    + (f", {' and '.join(edge)} on the grid's edge" if edge else ""))
+    return gaps
+
+
 def pinned_conditioners(trials: pd.DataFrame) -> str:
     """'' when f's and e's width and depth were searched, else why the whole model cannot be compared."""
     conditioned = trials[trials["family"].isin(CONDITIONED) & (trials["status"] == OK)]
@@ -850,8 +877,12 @@ def threats(experiments: list[Experiment], claims: list[Claim]) -> list[str]:
         lines.append("- **The pinned e holds q back** (Embedding plateau (teacher): does not hold): at equal q, the "
                      "128 x 2 e of teacher_scaling and the teacher_capacity searches trains to a higher error than "
                      "N, so their embedding frontier points at tight targets say how well q trains behind that e, "
-                     "not what q needs: the size ratios there overstate q's size. f is pinned at 128 x 2 too and "
-                     "was not diagnosed.")
+                     "not what q needs: the size ratios there overstate q's size unless g is held back as much "
+                     "(the pinned f, below, where measured).")
+    if gaps := pinned_f_gaps(next((e for e in experiments if e.name == "teacher_hyper_plateau"), None)):
+        lines.append(f"- **The pinned f, measured the same way** (teacher_hyper_plateau): {'; '.join(gaps)}. "
+                     "Where the pinned f is worse too, the pinned searches handicap g as well as q, and their "
+                     "ratios say how each trains behind a 128 x 2 conditioner.")
     untested = [c.title for c in claims if c.verdict == NOT_TESTED]
     if untested:
         lines.append(f"- **Not tested** ({', '.join(untested)}): the design of the experiment cannot decide the "

@@ -513,3 +513,17 @@ def test_size_tables_show_f_and_e_only_where_they_were_searched(tmp_path, monkey
 
     assert "| 0.01 | hyper | 10 | 10 | 8 x 2 |" in body("teacher_capacity_fe", (8, 16), (2, 3))
     assert "f / e" not in body("teacher_capacity", (128,), (2,))  # pinned: the same 128 x 2 on every row says nothing
+
+
+def test_the_pinned_f_is_measured_against_the_best_other_f_at_each_g_size():
+    rows = [{"config.model.primary.width": 4, "config.model.conditioner.width": w, "config.model.conditioner.depth": d,
+             "config.train.lr": lr, "val_error": best if lr == best_lr else 0.5}
+            for (w, d), best, best_lr in (((128, 2), 0.014, 0.01), ((8, 1), 0.01, 0.1), ((8, 2), 0.02, 0.01))
+            for lr in (0.001, 0.01, 0.1)]
+    trials = pd.DataFrame(rows).assign(variant="", family="hyper", status="ok", params_primary=41,
+                                       trial=range(len(rows)))
+    exp = results_page.Experiment("teacher_hyper_plateau", trials, None,
+                                  results_page.ROOT / "search_spaces" / "teacher_hyper_plateau.yaml")
+    assert results_page.pinned_f_gaps(exp) == [
+        "g width 4: 128 x 2 f +40% against f 8 x 1 (0.014 vs 0.01), 8 x 1's best lr 0.1 on the grid's edge"]
+    assert results_page.pinned_f_gaps(None) == []
