@@ -758,7 +758,7 @@ def assumption1_claim(experiments: list[Experiment], title: str) -> Claim:
         falls = assumptions.disagreement_falls(curves)
         verdict, why = assumptions.assumption1_verdict(falls)
         verdicts.append(verdict)
-        whys.append(f"{exp.name}: {why}")
+        whys.append(f"{exp.name}: {verdict} ({why})")  # each experiment's own verdict: the claim takes the worst
         rows.append(falls.assign(experiment=exp.name))
         figure = assumptions.plot_disagreement(assumptions.disagreement_by_epoch(curves),
                                                FIGURES / f"{exp.name}_disagreement.png")
