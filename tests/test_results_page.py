@@ -527,3 +527,22 @@ def test_the_pinned_f_is_measured_against_the_best_other_f_at_each_g_size():
     assert results_page.pinned_f_gaps(exp) == [
         "g width 4: 128 x 2 f +40% against f 8 x 1 (0.014 vs 0.01), 8 x 1's best lr 0.1 on the grid's edge"]
     assert results_page.pinned_f_gaps(None) == []
+
+
+def test_assumption1_claim_takes_the_worst_experiment_and_says_each_ones_verdict(tmp_path, monkeypatch):
+    monkeypatch.setattr(results_page, "FIGURES", tmp_path)
+    monkeypatch.setattr(results_page, "ROOT", tmp_path)  # figures are linked relative to ROOT
+
+    def experiment(name: str, disagreement: list[float]) -> results_page.Experiment:
+        epochs = pd.DataFrame([{"family": "hyper", "study": "hyper", "trial": t, "epoch": e, "replica_disagreement": d,
+                                "val_error": 0.5 - 0.1 * e, "val_error_max": 0.6 - 0.1 * e}
+                               for t in range(4) for e, d in enumerate(disagreement)])
+        trials = pd.DataFrame({"study": "hyper", "trial": range(4), "status": "ok", "seeds": 3,
+                               "config.task.name": "teacher"})
+        return results_page.Experiment(name, trials, epochs, tmp_path / f"{name}.yaml")
+
+    claim = results_page.assumption1_claim([experiment("converging", [0.2, 0.1, 0.05]),
+                                            experiment("diverging", [0.05, 0.1, 0.2])], "Assumption 1")
+    assert claim.verdict == FAILS
+    assert claim.why.startswith("converging: holds (hyper: median last/first 0.25")
+    assert "; diverging: does not hold (hyper: median last/first 4.00" in claim.why
