@@ -402,7 +402,25 @@ def total_claim(exp: Experiment | None, samples: int, title: str) -> Claim:
 
 
 PLATEAU_GAP = 0.25  # "comes within 25% of N": the flat-in-size rule's tolerance (FLAT_TOLERANCE)
-PINNED_E = (128, 2)  # the e that the capacity searches kept fixed in front of q
+PINNED_E = (128, 2)  # the f and e that the capacity searches kept fixed in front of g and q
+PINNED = f"{PINNED_E[0]} x {PINNED_E[1]}"
+CW, CD, LR = "config.model.conditioner.width", "config.model.conditioner.depth", "config.train.lr"
+
+
+def lr_grid(exp: Experiment) -> tuple:
+    """The lr choices of a grid experiment (the plateau diagnoses give every family the same grid)."""
+    return next(p.choices for space in exp.spec.studies for p in space.params if p.name == "train.lr")
+
+
+def best_per_conditioner(trials: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """Each f / e shape's best trial over the lr grid, and which of them is the pinned shape."""
+    best = trials.loc[trials.groupby([CW, CD])["val_error"].idxmin()]
+    return best, (best[CW] == PINNED_E[0]) & (best[CD] == PINNED_E[1])
+
+
+def shape(row: pd.Series) -> str:
+    """An f's or e's width x depth, as '8 x 1'."""
+    return f"{int(row[CW])} x {int(row[CD])}"
 
 
 def plateau_claim(exp: Experiment | None, title: str) -> Claim:
@@ -413,39 +431,33 @@ def plateau_claim(exp: Experiment | None, title: str) -> Claim:
     at some size it is further than that from N, and the why names the cause: "the conditioner" where a
     smaller e does come within PLATEAU_GAP, "not resolved" where none does. Inconclusive when the pinned
     e's or N's best lr at a size sits on an edge of the grid (a wider grid could change the gap)."""
-    claim = ("the embedding's stall on the generic teacher is q's capacity: with the 128 x 2 e that the capacity "
+    claim = (f"the embedding's stall on the generic teacher is q's capacity: with the {PINNED} e that the capacity "
              "searches pinned, q comes within 25% of the plain net N of the same size")
     if exp is None:
         return Claim(title, claim, "-", NOT_RUN, "no committed results", [])
     ok = exp.trials[exp.trials["status"] == OK].dropna(subset=["val_error"])
-    width, cw, cd, lr = ("config.model.primary.width", "config.model.conditioner.width",
-                         "config.model.conditioner.depth", "config.train.lr")
-    grid = next(p.choices for space in exp.spec.studies for p in space.params if p.name == "train.lr")
-    edges = (min(grid), max(grid))
+    grid = lr_grid(exp)
     rows, verdicts, whys = [], [], []
-    for w, at_w in ok.groupby(width):
+    for w, at_w in ok.groupby("config.model.primary.width"):
         plain = at_w[at_w["family"] == "standard"]
         conditioned = at_w[at_w["family"] == "embedding"]
         if plain.empty or conditioned.empty:
             continue
         n_best = plain.loc[plain["val_error"].idxmin()]
-        best = conditioned.loc[conditioned.groupby([cw, cd])["val_error"].idxmin()]
+        best, pinned = best_per_conditioner(conditioned)
         gap = best["val_error"] / n_best["val_error"] - 1
         rows += [{"q / N width": int(w), "model": "N", "params_primary": int(n_best["params_primary"]),
-                  "best val_error": float(n_best["val_error"]), "its lr": float(n_best[lr]), "vs N": "-"}]
-        rows += [{"q / N width": int(w), "model": f"e {int(r[cw])} x {int(r[cd])} + q",
-                  "params_primary": int(r["params_primary"]), "best val_error": float(r["val_error"]),
-                  "its lr": float(r[lr]), "vs N": f"{g:+.0%}"}
-                 for r, g in zip(best.to_dict("records"), gap, strict=True)]
-        pinned = (best[cw] == PINNED_E[0]) & (best[cd] == PINNED_E[1])
+                  "best val_error": float(n_best["val_error"]), "its lr": float(n_best[LR]), "vs N": "-"}]
+        rows += [{"q / N width": int(w), "model": f"e {shape(r)} + q", "params_primary": int(r["params_primary"]),
+                  "best val_error": float(r["val_error"]), "its lr": float(r[LR]), "vs N": f"{g:+.0%}"}
+                 for (_, r), g in zip(best.iterrows(), gap, strict=True)]
         if not pinned.any():
             continue
-        pinned_gap = float(gap[pinned].iloc[0])
-        on_edge = [name for name, value in (("N", n_best[lr]), ("e 128 x 2", best[pinned][lr].iloc[0]))
-                   if value in edges]
-        closest = best.loc[gap.idxmin()]
-        text = (f"width {int(w)}: 128 x 2 e {pinned_gap:+.0%} against N ({best[pinned]['val_error'].iloc[0]:.3g} "
-                f"vs {n_best['val_error']:.3g})")
+        mine, pinned_gap, closest = best[pinned].iloc[0], float(gap[pinned].iloc[0]), best.loc[gap.idxmin()]
+        on_edge = [name for name, value in (("N", n_best[LR]), (f"e {PINNED}", mine[LR]))
+                   if value in (min(grid), max(grid))]
+        text = (f"width {int(w)}: {PINNED} e {pinned_gap:+.0%} against N "
+                f"({mine['val_error']:.3g} vs {n_best['val_error']:.3g})")
         if on_edge:
             verdicts.append(INCONCLUSIVE)
             text += f"; best lr on the grid's edge for {' and '.join(on_edge)}"
@@ -453,20 +465,15 @@ def plateau_claim(exp: Experiment | None, title: str) -> Claim:
             verdicts.append(HOLDS)
         else:
             verdicts.append(FAILS)
-            if gap.min() <= PLATEAU_GAP:
-                text += (f"; the conditioner: e {int(closest[cw])} x {int(closest[cd])} comes within "
-                         f"{gap.min():+.0%}")
-            else:
-                text += (f"; not resolved: no e comes within 25% (closest: e {int(closest[cw])} x "
-                         f"{int(closest[cd])}, {gap.min():+.0%})")
+            text += (f"; the conditioner: e {shape(closest)} comes within {gap.min():+.0%}" if gap.min() <= PLATEAU_GAP
+                     else f"; not resolved: no e comes within 25% (closest: e {shape(closest)}, {gap.min():+.0%})")
         whys.append(text)
     if not verdicts:
-        return Claim(title, claim, exp.name, NOT_TESTED, "no q size ran with both N and the pinned 128 x 2 e", [])
-    verdict = FAILS if FAILS in verdicts else (INCONCLUSIVE if INCONCLUSIVE in verdicts else HOLDS)
+        return Claim(title, claim, exp.name, NOT_TESTED, f"no q size ran with both N and the pinned {PINNED} e", [])
     body = ["Per q size, each model's best val error over the lr grid "
             f"({', '.join(f'{v:g}' for v in grid)}); embedding_dim = dim_i, so q has N's parameter count.", "",
             *markdown(pd.DataFrame(rows)), ""]
-    return Claim(title, claim, exp.name, verdict, "; ".join(whys) + on(GENERIC), body)
+    return Claim(title, claim, exp.name, worst(verdicts), "; ".join(whys) + on(GENERIC), body)
 
 
 def pinned_f_gaps(exp: Experiment | None) -> list[str]:
@@ -476,21 +483,18 @@ def pinned_f_gaps(exp: Experiment | None) -> list[str]:
     if exp is None:
         return []
     ok = exp.trials[(exp.trials["status"] == OK) & (exp.trials["family"] == "hyper")].dropna(subset=["val_error"])
-    cw, cd, lr = "config.model.conditioner.width", "config.model.conditioner.depth", "config.train.lr"
-    grid = next(p.choices for space in exp.spec.studies for p in space.params if p.name == "train.lr")
+    grid = lr_grid(exp)
     gaps = []
     for w, at_w in ok.groupby("config.model.primary.width"):
-        best = at_w.loc[at_w.groupby([cw, cd])["val_error"].idxmin()]
-        pinned = best[(best[cw] == PINNED_E[0]) & (best[cd] == PINNED_E[1])]
-        others = best.drop(pinned.index)
-        if pinned.empty or others.empty:
+        best, pinned = best_per_conditioner(at_w)
+        if not pinned.any() or pinned.all():
             continue
-        mine, theirs = pinned.iloc[0], others.loc[others["val_error"].idxmin()]
-        edge = [f"{name}'s best lr {value:g}" for name, value in
-                (("128 x 2", mine[lr]), (f"{int(theirs[cw])} x {int(theirs[cd])}", theirs[lr]))
+        mine, others = best[pinned].iloc[0], best[~pinned]
+        theirs = others.loc[others["val_error"].idxmin()]
+        edge = [f"{name}'s best lr {value:g}" for name, value in ((PINNED, mine[LR]), (shape(theirs), theirs[LR]))
                 if value in (min(grid), max(grid))]
-        gaps.append(f"g width {int(w)}: 128 x 2 f {mine['val_error'] / theirs['val_error'] - 1:+.0%} against f "
-                    f"{int(theirs[cw])} x {int(theirs[cd])} ({mine['val_error']:.3g} vs {theirs['val_error']:.3g})"
+        gaps.append(f"g width {int(w)}: {PINNED} f {mine['val_error'] / theirs['val_error'] - 1:+.0%} against f "
+                    f"{shape(theirs)} ({mine['val_error']:.3g} vs {theirs['val_error']:.3g})"
                     + (f", {' and '.join(edge)} on the grid's edge" if edge else ""))
     return gaps
 
