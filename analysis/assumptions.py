@@ -11,8 +11,9 @@ when replicas stuck near chance barely disagree yet, so disagreement can then on
 Only trials that trained count (val_error fell by at least TRAINED_DROP): replicas that
 barely moved from their initialisations say nothing about where training converges. A
 trial with a replica dead at the end (its val_error_max within DEAD of chance) is counted
-apart: a dead replica disagrees with the live ones by construction. Rule in
-`assumption1_verdict`.
+apart: a dead replica disagrees with the live ones by construction. Trials whose val_error
+was still falling at the last epoch are counted too (`still_training`): a family made mostly
+of them has not reached the end of training and is not judged. Rule in `assumption1_verdict`.
 Assumption 2: the error of a one-hidden-layer network falls as its width grows. From ok
 `standard` trials with primary depth 1: the mean error by width, the Spearman rank
 correlation, and the least-squares slope of log(error) on log(width) with a bootstrap
@@ -44,6 +45,7 @@ from analysis.loading import (
     variant_order,
     without_ok_trials,
 )
+from hypersweep import frontier
 from hypersweep.vocab import OK
 
 WIDTH, DEPTH = "config.model.primary.width", "config.model.primary.depth"
@@ -54,6 +56,11 @@ CONVERGED = 0.5  # a family converges when its median trained trial ends with at
 NOT_CONVERGING = 1.0  # ... and does not when the median trial ends disagreeing at least as much as it started
 MIN_TRIALS = 3  # a family's median needs this many trained replicated trials
 DEAD = 0.95  # a replica is dead when its error at the end is at least 95% of chance
+# Added on 2026-12-05, after the rotation runs were seen: a family with more than half its trained trials
+# still falling at the last epoch (hypersweep.frontier's rule (b)) has not reached the end of training,
+# so its ratio cannot say where training converges. It is depth_claim's guard, fixed in advance there;
+# without it the real-images verdict was "does not hold", set by the paper's 10-epoch SGD recipe.
+UNCONVERGED = 0.5
 # Assumption 2's rule: the slope of log(error) on log(width) must be clearly below NEGLIGIBLE
 # (10x the width lowers the error by more than 1 - 10^-0.1 = 21%) over widths spanning a decade.
 NEGLIGIBLE = -0.1
@@ -90,13 +97,16 @@ def disagreement_falls(curves: pd.DataFrame) -> pd.DataFrame:
     """Per family: replicated trials, the epoch their curves start at (`first_epoch`, 0 when measured
     from initialisation), trials with a replica dead at the end (`dead`, and their median ratio apart),
     those that trained, and (over trained trials without a dead replica) how many ended disagreeing
-    less than at their first epoch and the median ratio last / first."""
+    less than at their first epoch, the median ratio last / first, and how many were still falling
+    (`still_training`: their val_error curve by hypersweep.frontier's rule (b), more epochs would
+    have lowered it)."""
     ends = curves.sort_values("epoch").groupby(["family", "study", "trial"])
     per_trial = pd.DataFrame({"first": ends["replica_disagreement"].first(),
                               "last": ends["replica_disagreement"].last(),
                               "error_first": ends["val_error"].first(), "error_last": ends["val_error"].last(),
                               "worst_last": ends["val_error_max"].last(), "epoch_first": ends["epoch"].first(),
-                              "chance": ends["chance"].first() if "chance" in curves else np.nan})
+                              "chance": ends["chance"].first() if "chance" in curves else np.nan,
+                              "still_training": ends["val_error"].agg(lambda c: bool(frontier.falling(c.to_numpy())))})
     per_trial["dead"] = per_trial["worst_last"] >= DEAD * per_trial["chance"]
     per_trial["trained"] = (per_trial["error_last"] <= (1 - TRAINED_DROP) * per_trial["error_first"]) & \
         ~per_trial["dead"]
@@ -108,8 +118,10 @@ def disagreement_falls(curves: pd.DataFrame) -> pd.DataFrame:
     dead = per_trial[per_trial["dead"]].groupby("family")["ratio"].median().rename("median_ratio_dead")
     table = table.join(trained.groupby("family").agg(falling=("ratio", lambda r: int((r < 1).sum())),
                                                      median_first=("first", "median"), median_last=("last", "median"),
-                                                     median_ratio=("ratio", "median"))).join(dead)
-    table["falling"] = table["falling"].fillna(0).astype(int)
+                                                     median_ratio=("ratio", "median"),
+                                                     still_training=("still_training", "sum"))).join(dead)
+    for column in ("falling", "still_training"):
+        table[column] = table[column].fillna(0).astype(int)
     table["fraction"] = table["falling"] / table["trained"].where(table["trained"] > 0)
     return ordered(table.reset_index())
 
@@ -121,15 +133,23 @@ def assumption1_verdict(falls: pd.DataFrame) -> tuple[str, str]:
     have no replica dead at the end (those are reported apart), a family converges when its median
     ratio of last to first disagreement is <= 0.5 and does not when it is >= 1. Holds when every
     family with >= 3 such trials converges; does not hold when any of them does not converge;
-    inconclusive otherwise, and when no family has 3 such trials."""
+    inconclusive otherwise, and when no family has 3 such trials. A family with more than half
+    of those trials still falling at the last epoch (UNCONVERGED, added after the runs were
+    seen) is judged neither way: it counts as inconclusive, and the why says so."""
     judged = falls[falls["trained"] >= MIN_TRIALS]
 
     def dead(r) -> str:
         return f"; {r.dead} with a replica dead at chance (median last/first {r.median_ratio_dead:.2f})" \
             if r.dead else ""
 
+    def unconverged(r) -> bool:
+        return getattr(r, "still_training", 0) > UNCONVERGED * r.trained
+
+    def still(r) -> str:
+        return f", {r.still_training} still falling at the last epoch" if getattr(r, "still_training", 0) else ""
+
     why = ", ".join(f"{r.family}: median last/first {r.median_ratio:.2f} over {r.trained} trained of {r.trials}"
-                    f"{dead(r)}" if r.trained else f"{r.family}: none of {r.trials} trained{dead(r)}"
+                    f"{still(r)}{dead(r)}" if r.trained else f"{r.family}: none of {r.trials} trained{dead(r)}"
                     for r in falls.itertuples())
     late = falls[falls["first_epoch"] > 0]
     if not late.empty:
@@ -137,8 +157,10 @@ def assumption1_verdict(falls: pd.DataFrame) -> tuple[str, str]:
                             f"at initialisation ({why})")
     if judged.empty:
         return INCONCLUSIVE, f"no family has {MIN_TRIALS} replicated trials that trained ({why})"
-    verdicts = [HOLDS if r <= CONVERGED else FAILS if r >= NOT_CONVERGING else INCONCLUSIVE
-                for r in judged["median_ratio"]]
+    verdicts = [INCONCLUSIVE if unconverged(r) else HOLDS if r.median_ratio <= CONVERGED
+                else FAILS if r.median_ratio >= NOT_CONVERGING else INCONCLUSIVE for r in judged.itertuples()]
+    if any(unconverged(r) for r in judged.itertuples()):
+        why += "; a family with most trials still falling is not judged (not at the end of training)"
     return worst(verdicts), why
 
 

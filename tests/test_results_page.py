@@ -182,10 +182,11 @@ def test_depth_rule_has_all_three_outcomes():
     assert verdict == INCONCLUSIVE and why.endswith("still falling at the last epoch: embedding 12/15 trials")
 
 
-def falls(*ratios: float, trained: int = 5, first_epoch: int = 0) -> pd.DataFrame:
+def falls(*ratios: float, trained: int = 5, first_epoch: int = 0, still_training: int = 0) -> pd.DataFrame:
     """analysis.assumptions.disagreement_falls's table, one family per median ratio last/first."""
     return pd.DataFrame([{"family": family, "trials": 5, "first_epoch": first_epoch, "dead": 0,
-                          "median_ratio_dead": np.nan, "trained": trained, "median_ratio": ratio}
+                          "median_ratio_dead": np.nan, "trained": trained, "median_ratio": ratio,
+                          "still_training": still_training}
                          for family, ratio in zip(("hyper", "embedding"), ratios, strict=False)])
 
 
@@ -204,7 +205,8 @@ def curves(family: str, disagreement: list[float], errors: list[float], worst: l
     """Replicated learning curves from epoch 0, the same for each of `trials` trials, through replicated_curves."""
     epochs = pd.DataFrame([{"family": family, "study": family, "trial": t, "epoch": e, "replica_disagreement": d,
                             "val_error": v, "val_error_max": w}
-                           for t in range(trials) for e, (d, v, w) in enumerate(zip(disagreement, errors, worst))])
+                           for t in range(trials)
+                           for e, (d, v, w) in enumerate(zip(disagreement, errors, worst, strict=True))])
     trials_table = pd.DataFrame({"study": family, "trial": range(trials), "status": "ok", "seeds": 3,
                                  **{f"config.task.{k}": v for k, v in (task or {"name": "teacher"}).items()}})
     return assumptions.replicated_curves(epochs, trials_table)
@@ -224,6 +226,18 @@ def test_assumption1_counts_trials_with_a_replica_dead_at_chance_apart_from_the_
     # Counted with the rest, the dead replicas would have made it "does not hold".
     alive = assumptions.disagreement_falls(pd.concat([live, dead.assign(chance=np.nan)]))
     assert assumptions.assumption1_verdict(alive)[0] == FAILS
+
+
+def test_assumption1_does_not_judge_a_family_whose_trials_are_still_training():
+    rising = [0.01, 0.012, 0.014, 0.016, 0.018, 0.02, 0.02, 0.02, 0.02]  # disagreement doubles: last/first 2
+    for errors, verdict in (([1.0, 0.5, 0.3, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2], FAILS),  # settled where it rose to
+                            ([1.0, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.25, 0.2], INCONCLUSIVE)):  # still falling
+        table = assumptions.disagreement_falls(curves("hyper", rising, errors, [e + 0.05 for e in errors]))
+        found, why = assumptions.assumption1_verdict(table)
+        assert found == verdict and ("4 still falling at the last epoch" in why) == (verdict == INCONCLUSIVE)
+    # Converging while most trials still train is not judged either; a minority still falling is.
+    assert assumptions.assumption1_verdict(falls(0.2, 0.3, still_training=3))[0] == INCONCLUSIVE
+    assert assumptions.assumption1_verdict(falls(0.2, 0.3, still_training=2))[0] == HOLDS
 
 
 def test_on_the_teacher_chance_is_an_error_of_1():
@@ -370,7 +384,8 @@ def test_runs_that_name_no_sweeps_exit_2_and_leave_the_page_alone(tmp_path, monk
 WHOLE = results_page.ROOT / "search_spaces" / "whole_model_teacher.yaml"
 
 
-def whole_model(hyper_total: int, widths=(8, 16, 32, 64), depths=(1, 2), target: str = "hypernet") -> results_page.Claim:
+def whole_model(hyper_total: int, widths=(8, 16, 32, 64), depths=(1, 2),
+                target: str = "hypernet") -> results_page.Claim:
     """total_claim on whole_model_teacher's space: g, q and N all reach 0.005; f and e cycle through
     `widths` and `depths`; f + g totals hyper_total + 10..19, e + q 1,100..1,109, N 2,000..2,009."""
     conditioned = pd.concat([at("hyper", range(10, 20), 0.005, total=hyper_total),
@@ -533,9 +548,9 @@ def test_assumption1_claim_takes_the_worst_experiment_and_says_each_ones_verdict
     monkeypatch.setattr(results_page, "FIGURES", tmp_path)
     monkeypatch.setattr(results_page, "ROOT", tmp_path)  # figures are linked relative to ROOT
 
-    def experiment(name: str, disagreement: list[float]) -> results_page.Experiment:
+    def experiment(name: str, disagreement: list[float], step: float = 0.1) -> results_page.Experiment:
         epochs = pd.DataFrame([{"family": "hyper", "study": "hyper", "trial": t, "epoch": e, "replica_disagreement": d,
-                                "val_error": 0.5 - 0.1 * e, "val_error_max": 0.6 - 0.1 * e}
+                                "val_error": 0.5 - step * e, "val_error_max": 0.6 - step * e}
                                for t in range(4) for e, d in enumerate(disagreement)])
         trials = pd.DataFrame({"study": "hyper", "trial": range(4), "status": "ok", "seeds": 3,
                                "config.task.name": "teacher"})
@@ -546,3 +561,12 @@ def test_assumption1_claim_takes_the_worst_experiment_and_says_each_ones_verdict
     assert claim.verdict == FAILS
     assert claim.why.startswith("converging: holds (hyper: median last/first 0.25")
     assert "; diverging: does not hold (hyper: median last/first 4.00" in claim.why
+    # Diverging while every trial still trains (val_error falling to the last epoch) is not judged, and the
+    # claim says what the verdict was before that guard, which came after the data.
+    claim = results_page.assumption1_claim([experiment("converging", [0.2, 0.1, 0.05]),
+                                            experiment("training", [0.05 * 1.1 ** e for e in range(9)], 0.04)],
+                                           "Assumption 1")
+    assert claim.verdict == INCONCLUSIVE and "training: inconclusive (hyper: median last/first 2.14 over 4 " \
+        "trained of 4, 4 still falling at the last epoch" in claim.why
+    assert claim.why.endswith("Without the still-falling guard, added after these runs were seen, the verdict "
+                              "would be does not hold")
