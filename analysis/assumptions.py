@@ -142,11 +142,8 @@ def assumption1_verdict(falls: pd.DataFrame) -> tuple[str, str]:
         return f"; {r.dead} with a replica dead at chance (median last/first {r.median_ratio_dead:.2f})" \
             if r.dead else ""
 
-    def unconverged(r) -> bool:
-        return getattr(r, "still_training", 0) > UNCONVERGED * r.trained
-
     def still(r) -> str:
-        return f", {r.still_training} still falling at the last epoch" if getattr(r, "still_training", 0) else ""
+        return f", {r.still_training} still falling at the last epoch" if r.still_training else ""
 
     why = ", ".join(f"{r.family}: median last/first {r.median_ratio:.2f} over {r.trained} trained of {r.trials}"
                     f"{still(r)}{dead(r)}" if r.trained else f"{r.family}: none of {r.trials} trained{dead(r)}"
@@ -157,9 +154,10 @@ def assumption1_verdict(falls: pd.DataFrame) -> tuple[str, str]:
                             f"at initialisation ({why})")
     if judged.empty:
         return INCONCLUSIVE, f"no family has {MIN_TRIALS} replicated trials that trained ({why})"
-    verdicts = [INCONCLUSIVE if unconverged(r) else HOLDS if r.median_ratio <= CONVERGED
-                else FAILS if r.median_ratio >= NOT_CONVERGING else INCONCLUSIVE for r in judged.itertuples()]
-    if any(unconverged(r) for r in judged.itertuples()):
+    unconverged = judged["still_training"] > UNCONVERGED * judged["trained"]
+    verdicts = [INCONCLUSIVE if skip else HOLDS if ratio <= CONVERGED else FAILS if ratio >= NOT_CONVERGING
+                else INCONCLUSIVE for ratio, skip in zip(judged["median_ratio"], unconverged, strict=True)]
+    if unconverged.any():
         why += "; a family with most trials still falling is not judged (not at the end of training)"
     return worst(verdicts), why
 
